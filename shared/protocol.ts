@@ -1,0 +1,127 @@
+/**
+ * The queue protocol between the Worker and the GPU nodes: the job a Worker enqueues and the events a
+ * node appends to the request's Redis Stream. Versioned: a node and a Worker that disagree fail loudly.
+ */
+import { z } from "zod";
+import type { ChatRequest } from "./request-schema.ts";
+import type { FinishReason, TokenLogprob } from "./openai-types.ts";
+
+z.config({ jitless: true });
+
+export const PROTOCOL_VERSION = 1;
+
+/** What the Worker enqueues (BullMQ job data; the job id is `id`). `request.user` is already hashed. */
+export interface ChatJob {
+  protocol: number;
+  id: string;
+  /** Unix seconds, echoed in every response object. */
+  created: number;
+  /** Epoch ms when the Worker enqueued it (queue-wait metric). */
+  enqueuedAt: number;
+  request: ChatRequest;
+}
+
+export type StreamEvent =
+  | { type: "start"; promptTokens: number; n: number; seed: string; node: string }
+  | {
+      type: "delta";
+      index: number;
+      text: string;
+      tokens: number[];
+      logprobs?: TokenLogprob[];
+      /** Set on the last delta of this choice. */
+      finishReason?: FinishReason;
+    }
+  | {
+      type: "done";
+      finishReasons: FinishReason[];
+      usage: { promptTokens: number; completionTokens: number };
+      /** True when the client went away and the node stopped early. */
+      cancelled?: boolean;
+    }
+  | { type: "error"; status: number; errorType: string; code: string | null; message: string; param: string | null };
+
+export class ProtocolVersionError extends Error {
+  constructor(seen: unknown) {
+    super(`protocol version mismatch: this side speaks ${PROTOCOL_VERSION}, the other sent ${String(seen)}; deploy matching versions of the Worker and the GPU nodes`);
+    this.name = "ProtocolVersionError";
+  }
+}
+
+/** Redis Stream entry fields for one event: ["v", version, "e", json]. */
+export function encodeStreamEvent(event: StreamEvent): [string, string, string, string] {
+  return ["v", String(PROTOCOL_VERSION), "e", JSON.stringify(event)];
+}
+
+/** Inverse of encodeStreamEvent; throws ProtocolVersionError on a version mismatch. */
+export function decodeStreamEvent(fields: string[]): StreamEvent {
+  let version: string | undefined;
+  let json: string | undefined;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (fields[i] === "v") version = fields[i + 1];
+    else if (fields[i] === "e") json = fields[i + 1];
+  }
+  if (version !== String(PROTOCOL_VERSION)) throw new ProtocolVersionError(version);
+  if (json === undefined) throw new Error("stream entry without an event");
+  return JSON.parse(json) as StreamEvent;
+}
+
+const finite = z.number().refine(Number.isFinite);
+const int = z.number().int();
+
+const chatRequestShape = z.object({
+  model: z.string(),
+  messages: z.array(z.object({
+    role: z.enum(["system", "user", "assistant", "tool"]),
+    content: z.string(),
+    name: z.string().optional(),
+    tool_call_id: z.string().optional(),
+  })).min(1),
+  stream: z.boolean(),
+  includeUsage: z.boolean(),
+  maxTokens: int.min(0).nullable(),
+  temperature: finite.min(0),
+  topP: finite.gt(0).max(1),
+  minP: finite.min(0).max(1),
+  topK: int.min(0),
+  presencePenalty: finite,
+  frequencyPenalty: finite,
+  repetitionPenalty: finite.gt(0),
+  seed: z.string().regex(/^[0-9]+$/).nullable(),
+  stop: z.array(z.string()),
+  n: int.min(1),
+  logprobs: z.boolean(),
+  topLogprobs: int.min(0),
+  logitBias: z.record(z.string(), finite),
+  user: z.string().nullable(),
+  toolChoice: z.enum(["none", "auto"]),
+});
+
+const chatJobShape = z.object({
+  protocol: z.number(),
+  id: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/),
+  created: int,
+  enqueuedAt: finite,
+  request: chatRequestShape,
+});
+
+/** Checks a job taken off the queue. Throws ProtocolVersionError or an Error naming the bad field. */
+export function parseChatJob(data: unknown): ChatJob {
+  const version = (data as { protocol?: unknown } | null)?.protocol;
+  if (version !== PROTOCOL_VERSION) throw new ProtocolVersionError(version);
+  const parsed = chatJobShape.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`malformed job: ${issue.path.join(".") || "(root)"}: ${issue.message}`);
+  }
+  return parsed.data as unknown as ChatJob;
+}
+
+/** A completion id: what clients see, the BullMQ job id and the stream key suffix. */
+export function newCompletionId(): string {
+  const bytes = new Uint8Array(18);
+  crypto.getRandomValues(bytes);
+  let s = "";
+  for (const b of bytes) s += "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[b % 62];
+  return `chatcmpl-${s}`;
+}

@@ -1,0 +1,30 @@
+import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
+import { defineConfig } from "vitest/config";
+
+// Two kinds of tests: the Worker's run inside workerd (the runtime it ships on), the rest in Node.
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: { DEV_API_KEY: "sk-test-dev-key", REDIS_PREFIX: "phi4test" },
+            },
+          }),
+        ],
+        test: { name: "worker", include: ["worker/**/*.test.ts"], testTimeout: 30_000 },
+      },
+      {
+        test: {
+          name: "node",
+          include: ["shared/**/*.test.ts", "gpu-node/**/*.test.ts", "test/**/*.test.ts"],
+          environment: "node",
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+    ],
+  },
+});
