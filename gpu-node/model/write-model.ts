@@ -1,0 +1,106 @@
+/**
+ * Writes a model directory: `model.onnx` (+ `model.onnx.data` when the weights are large) and
+ * `model-config.json`. Weights stream through one tensor at a time: in external-data mode each tensor is
+ * appended to the data file as soon as it is encoded, so memory holds one tensor, never the model.
+ * Everything is written into a sibling temp directory and moved into place only at the end, so a failure
+ * leaves no partial output.
+ */
+import { mkdir, open, rename, rm, writeFile, readdir, stat, type FileHandle } from "node:fs/promises";
+import path from "node:path";
+import type { Phi3Config } from "./phi3-config.ts";
+import type { WeightSource } from "./weights.ts";
+import { OnnxGraph, type DataTypeCode } from "./graph/onnx-graph.ts";
+import { LAYOUT_VERSION, buildPhi3DecoderGraph, weightBytes, type InitializerSink, type ModelDtype } from "./graph/phi3-decoder-graph.ts";
+import { MODEL_CONFIG_FILE, MODEL_DATA_FILE, MODEL_ONNX_FILE, type ModelConfigFile } from "./model-files.ts";
+
+export interface WriteModelOptions {
+  outDir: string;
+  dtype: ModelDtype;
+  /** Weights larger than this (bytes, in the target dtype) go to model.onnx.data. Default 512 MiB (protobuf's hard limit is 2 GiB). */
+  inlineLimitBytes?: number;
+}
+
+const DEFAULT_INLINE_LIMIT = 512 * 1024 * 1024;
+/** Tensors smaller than this stay inline even in external-data mode. */
+const EXTERNAL_MIN_BYTES = 1024;
+/** Offsets in the data file are aligned so the runtime may map tensors directly. */
+const DATA_ALIGNMENT = 4096;
+
+export async function writeModel(config: Phi3Config, weights: WeightSource, options: WriteModelOptions): Promise<void> {
+  validateArchitecture(config);
+  const outDir = path.resolve(options.outDir);
+  const tmpDir = `${outDir}.partial-${process.pid}-${Date.now()}`;
+  await mkdir(tmpDir, { recursive: true });
+  let dataFile: FileHandle | undefined;
+  try {
+    const external = weightBytes(config, options.dtype) > (options.inlineLimitBytes ?? DEFAULT_INLINE_LIMIT);
+    const g = new OnnxGraph();
+    let offset = 0;
+    if (external) dataFile = await open(path.join(tmpDir, MODEL_DATA_FILE), "w");
+    const sink: InitializerSink = {
+      async add(name: string, type: DataTypeCode, dims: number[], bytes: Uint8Array) {
+        if (!dataFile || bytes.byteLength < EXTERNAL_MIN_BYTES) {
+          g.addInitializer(name, type, dims, bytes);
+          return;
+        }
+        offset = Math.ceil(offset / DATA_ALIGNMENT) * DATA_ALIGNMENT;
+        await dataFile.write(bytes, 0, bytes.byteLength, offset);
+        g.addExternalInitializer(name, type, dims, { location: MODEL_DATA_FILE, offset, length: bytes.byteLength });
+        offset += bytes.byteLength;
+      },
+    };
+    await buildPhi3DecoderGraph(g, config, options.dtype, weights, sink);
+    if (dataFile) {
+      await dataFile.close();
+      dataFile = undefined;
+    }
+    await writeFile(path.join(tmpDir, MODEL_ONNX_FILE), g.encode("phi3_decoder_paged_kv", `phi3 decoder, layout v${LAYOUT_VERSION}, ${options.dtype}`));
+    const fileConfig: ModelConfigFile = {
+      layoutVersion: LAYOUT_VERSION,
+      architecture: "Phi3ForCausalLM",
+      dtype: options.dtype,
+      kvDtype: "fp32",
+      externalData: external,
+      ...config,
+    };
+    await writeFile(path.join(tmpDir, MODEL_CONFIG_FILE), JSON.stringify(fileConfig, null, 2) + "\n");
+    await moveIntoPlace(tmpDir, outDir);
+  } catch (err) {
+    if (dataFile) await dataFile.close().catch(() => {});
+    await rm(tmpDir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Renames the finished files over any previous model in outDir (a stale data file is removed). */
+async function moveIntoPlace(tmpDir: string, outDir: string): Promise<void> {
+  const exists = await stat(outDir).then(() => true, () => false);
+  if (!exists) {
+    await rename(tmpDir, outDir);
+    return;
+  }
+  const names = await readdir(tmpDir);
+  if (!names.includes(MODEL_DATA_FILE)) await rm(path.join(outDir, MODEL_DATA_FILE), { force: true });
+  // The config goes last: a reader that sees the new config also sees the new graph.
+  for (const name of [...names.filter((n) => n !== MODEL_CONFIG_FILE), MODEL_CONFIG_FILE]) {
+    await rename(path.join(tmpDir, name), path.join(outDir, name));
+  }
+  await rm(tmpDir, { recursive: true, force: true });
+}
+
+/** The numbers the graph layout relies on; throws naming the field. */
+export function validateArchitecture(c: Phi3Config): void {
+  const positiveInts: Array<keyof Phi3Config> = ["vocabSize", "hiddenSize", "numLayers", "numHeads", "numKvHeads", "headDim", "intermediateSize", "contextLength"];
+  for (const k of positiveInts) {
+    const v = c[k];
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new Error(`config field ${k} must be a positive integer, got ${JSON.stringify(v)}`);
+  }
+  if (c.numHeads % c.numKvHeads !== 0) throw new Error(`config field numHeads (${c.numHeads}) must be a multiple of numKvHeads (${c.numKvHeads})`);
+  if (c.headDim % 2 !== 0) throw new Error(`config field headDim (${c.headDim}) must be even for rotary embedding`);
+  if (!(c.rmsNormEps > 0)) throw new Error(`config field rmsNormEps must be > 0, got ${c.rmsNormEps}`);
+  if (!(c.ropeTheta > 0)) throw new Error(`config field ropeTheta must be > 0, got ${c.ropeTheta}`);
+  if (!Array.isArray(c.eosTokenIds) || c.eosTokenIds.length === 0 || c.eosTokenIds.some((t) => !Number.isInteger(t) || t < 0 || t >= c.vocabSize)) {
+    throw new Error(`config field eosTokenIds must be a non-empty list of token ids below vocabSize ${c.vocabSize}`);
+  }
+  if (!Number.isInteger(c.padTokenId) || c.padTokenId < 0 || c.padTokenId >= c.vocabSize) throw new Error(`config field padTokenId must be a token id below vocabSize ${c.vocabSize}`);
+}
