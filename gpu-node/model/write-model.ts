@@ -11,7 +11,7 @@ import type { Phi3Config } from "./phi3-config.ts";
 import type { WeightSource } from "./weights.ts";
 import { OnnxGraph, type DataTypeCode } from "./graph/onnx-graph.ts";
 import { LAYOUT_VERSION, buildPhi3DecoderGraph, weightBytes, type InitializerSink, type ModelDtype } from "./graph/phi3-decoder-graph.ts";
-import { MODEL_CONFIG_FILE, MODEL_DATA_FILE, MODEL_ONNX_FILE, type ModelConfigFile } from "./model-files.ts";
+import { MODEL_CONFIG_FILE, MODEL_DATA_FILE, MODEL_ONNX_FILE, validateArchitecture, type ModelConfigFile } from "./model-files.ts";
 
 export interface WriteModelOptions {
   outDir: string;
@@ -86,21 +86,4 @@ async function moveIntoPlace(tmpDir: string, outDir: string): Promise<void> {
     await rename(path.join(tmpDir, name), path.join(outDir, name));
   }
   await rm(tmpDir, { recursive: true, force: true });
-}
-
-/** The numbers the graph layout relies on; throws naming the field. */
-export function validateArchitecture(c: Phi3Config): void {
-  const positiveInts: Array<keyof Phi3Config> = ["vocabSize", "hiddenSize", "numLayers", "numHeads", "numKvHeads", "headDim", "intermediateSize", "contextLength"];
-  for (const k of positiveInts) {
-    const v = c[k];
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new Error(`config field ${k} must be a positive integer, got ${JSON.stringify(v)}`);
-  }
-  if (c.numHeads % c.numKvHeads !== 0) throw new Error(`config field numHeads (${c.numHeads}) must be a multiple of numKvHeads (${c.numKvHeads})`);
-  if (c.headDim % 2 !== 0) throw new Error(`config field headDim (${c.headDim}) must be even for rotary embedding`);
-  if (!(c.rmsNormEps > 0)) throw new Error(`config field rmsNormEps must be > 0, got ${c.rmsNormEps}`);
-  if (!(c.ropeTheta > 0)) throw new Error(`config field ropeTheta must be > 0, got ${c.ropeTheta}`);
-  if (!Array.isArray(c.eosTokenIds) || c.eosTokenIds.length === 0 || c.eosTokenIds.some((t) => !Number.isInteger(t) || t < 0 || t >= c.vocabSize)) {
-    throw new Error(`config field eosTokenIds must be a non-empty list of token ids below vocabSize ${c.vocabSize}`);
-  }
-  if (!Number.isInteger(c.padTokenId) || c.padTokenId < 0 || c.padTokenId >= c.vocabSize) throw new Error(`config field padTokenId must be a token id below vocabSize ${c.vocabSize}`);
 }

@@ -1,0 +1,108 @@
+/**
+ * `npm run model:tiny -- --out DIR [--seed N] [--layers L --hidden H --heads A --kv-heads K --intermediate I]
+ *  [--dtype fp32|fp16|int4]`
+ * Writes a Phi-3 model with seeded random weights and Phi-4's real vocabulary (so the real tokenizer
+ * drives it). Same flags and seed → bit-identical files. Bad flags → one line on stderr, exit 2.
+ */
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { PHI4_CONFIG, type Phi3Config } from "../phi3-config.ts";
+import { RandomWeights } from "../random-weights.ts";
+import { writeModel } from "../write-model.ts";
+import { MODEL_DTYPES, type ModelDtype } from "../graph/phi3-decoder-graph.ts";
+
+/** The default tiny model: real Phi-4 vocabulary, context, rope theta and special ids; everything else small. */
+export function tinyConfig(overrides: Partial<Phi3Config> = {}): Phi3Config {
+  const c: Phi3Config = {
+    ...PHI4_CONFIG,
+    hiddenSize: 64,
+    numLayers: 2,
+    numHeads: 4,
+    numKvHeads: 2,
+    headDim: 16,
+    intermediateSize: 128,
+    ...overrides,
+  };
+  if (overrides.hiddenSize !== undefined || overrides.numHeads !== undefined) {
+    c.headDim = overrides.headDim ?? c.hiddenSize / c.numHeads;
+  }
+  return c;
+}
+
+export interface TinyModelArgs {
+  out: string;
+  seed: number;
+  dtype: ModelDtype;
+  config: Phi3Config;
+}
+
+export function parseTinyModelArgs(argv: string[]): TinyModelArgs {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      out: { type: "string" },
+      seed: { type: "string" },
+      layers: { type: "string" },
+      hidden: { type: "string" },
+      heads: { type: "string" },
+      "kv-heads": { type: "string" },
+      intermediate: { type: "string" },
+      dtype: { type: "string" },
+    },
+  });
+  if (positionals.length > 0) throw new Error(`unexpected argument ${positionals[0]}`);
+  if (!values.out) throw new Error("--out DIR is required");
+  const int = (flag: string, v: string | undefined, min: number): number | undefined => {
+    if (v === undefined) return undefined;
+    if (!/^\d+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) throw new Error(`--${flag} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+    return Number(v);
+  };
+  const seed = int("seed", values.seed, 0) ?? 0;
+  if (seed > 0xffffffff) throw new Error(`--seed must be below 2^32, got ${seed}`);
+  const dtype = (values.dtype ?? "fp32") as ModelDtype;
+  if (!MODEL_DTYPES.includes(dtype)) throw new Error(`--dtype must be one of ${MODEL_DTYPES.join(", ")}, got ${JSON.stringify(values.dtype)}`);
+  const overrides: Partial<Phi3Config> = {};
+  const layers = int("layers", values.layers, 1);
+  const hidden = int("hidden", values.hidden, 1);
+  const heads = int("heads", values.heads, 1);
+  const kvHeads = int("kv-heads", values["kv-heads"], 1);
+  const intermediate = int("intermediate", values.intermediate, 1);
+  if (layers !== undefined) overrides.numLayers = layers;
+  if (hidden !== undefined) overrides.hiddenSize = hidden;
+  if (heads !== undefined) overrides.numHeads = heads;
+  if (kvHeads !== undefined) overrides.numKvHeads = kvHeads;
+  if (intermediate !== undefined) overrides.intermediateSize = intermediate;
+  const config = tinyConfig(overrides);
+  if (config.hiddenSize % config.numHeads !== 0) throw new Error(`--hidden (${config.hiddenSize}) must be a multiple of --heads (${config.numHeads})`);
+  if (config.numHeads % config.numKvHeads !== 0) throw new Error(`--heads (${config.numHeads}) must be a multiple of --kv-heads (${config.numKvHeads})`);
+  if (config.headDim % 16 !== 0) throw new Error(`head size --hidden/--heads = ${config.headDim} must be a multiple of 16`);
+  return { out: values.out, seed, dtype, config };
+}
+
+async function main(): Promise<void> {
+  let args: TinyModelArgs;
+  try {
+    args = parseTinyModelArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`model:tiny: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  const started = performance.now();
+  const weights = new RandomWeights(args.config, args.seed);
+  await writeModel(args.config, weights, { outDir: args.out, dtype: args.dtype });
+  await weights.close();
+  const c = args.config;
+  process.stdout.write(
+    `wrote ${path.resolve(args.out)} (${c.numLayers} layers, hidden ${c.hiddenSize}, heads ${c.numHeads}/${c.numKvHeads}, ` +
+      `intermediate ${c.intermediateSize}, vocab ${c.vocabSize}, ${args.dtype}, seed ${args.seed}) in ${((performance.now() - started) / 1000).toFixed(1)} s\n`,
+  );
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith("tiny-model.ts")) {
+  main().catch((err) => {
+    process.stderr.write(`model:tiny: ${(err as Error).message}\n`);
+    process.exit(1);
+  });
+}
