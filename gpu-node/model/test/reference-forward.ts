@@ -91,7 +91,7 @@ export class ReferencePhi3 {
   /** Appends `tokens` to the cached sequence and returns the logits after its last token. */
   forward(cache: ReferenceKvCache, tokens: ArrayLike<number>): Float64Array {
     if (tokens.length === 0) throw new Error("reference: forward needs at least one token");
-    let hidden = new Float64Array(0);
+    let hidden: Float64Array = new Float64Array(0);
     for (let t = 0; t < tokens.length; t++) hidden = this.step(cache, tokens[t]);
     return this.logits(hidden);
   }

@@ -1,0 +1,115 @@
+/**
+ * npm run model:convert -- --from HF_DIR --out DIR --dtype fp32|fp16|int4 [--force]
+ *
+ * Converts a Hugging Face Phi-3/Phi-4 safetensors checkpoint into this project's ONNX layout,
+ * one tensor at a time. The model is written into a temporary directory beside DIR and renamed
+ * into place only when complete, so a failed or interrupted conversion leaves nothing behind.
+ *
+ * Exit codes: 0 done; 2 bad or unsupported input or usage (one line on stderr naming the field or
+ * tensor); 1 anything else (an I/O failure, a bug).
+ */
+import { SingleBar } from "cli-progress";
+import { rename, rm, stat, readdir } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { CheckpointError, openHfCheckpoint, phi3TensorShapes } from "../hf-checkpoint.ts";
+import type { Tensor32, WeightSource } from "../weights.ts";
+import { writeModel } from "../write-model.ts";
+
+const DTYPES = ["fp32", "fp16", "int4"] as const;
+type Dtype = (typeof DTYPES)[number];
+
+class UsageError extends Error {}
+
+const USAGE = "usage: npm run model:convert -- --from HF_DIR --out DIR --dtype fp32|fp16|int4 [--force]";
+
+async function main(): Promise<void> {
+  let values: { from?: string; out?: string; dtype?: string; force?: boolean; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      options: {
+        from: { type: "string" },
+        out: { type: "string" },
+        dtype: { type: "string" },
+        force: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}; ${USAGE}`);
+  }
+  if (values.help) {
+    process.stdout.write(USAGE + "\n");
+    return;
+  }
+  if (!values.from || !values.out || !values.dtype) throw new UsageError(`--from, --out and --dtype are required; ${USAGE}`);
+  if (!(DTYPES as readonly string[]).includes(values.dtype)) throw new UsageError(`--dtype ${values.dtype} is not one of ${DTYPES.join(", ")}`);
+  const dtype = values.dtype as Dtype;
+  const outDir = resolve(values.out);
+  if ((await isNonEmptyDir(outDir)) && !values.force) throw new UsageError(`--out ${values.out} already exists and is not empty (pass --force to replace it)`);
+
+  const { config, weights } = await openHfCheckpoint(resolve(values.from));
+  const stagingDir = join(dirname(outDir), `.${basename(outDir)}.converting-${process.pid}`);
+  const cleanUp = () => rm(stagingDir, { recursive: true, force: true });
+  const onSignal = (signal: NodeJS.Signals) => {
+    void cleanUp().finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+
+  const bar = new SingleBar({ stream: process.stderr, format: "converting {bar} {value}/{total} tensors | {tensor}", hideCursor: true });
+  bar.start(phi3TensorShapes(config).size, 0, { tensor: "" });
+  try {
+    await writeModel(config, withProgress(weights, bar), { outDir: stagingDir, dtype });
+    bar.stop();
+    await replaceDir(stagingDir, outDir);
+  } catch (err) {
+    bar.stop();
+    await cleanUp();
+    throw err;
+  } finally {
+    await weights.close();
+  }
+  process.stderr.write(
+    `wrote ${outDir} (${dtype}, ${config.numLayers} layers, hidden ${config.hiddenSize}, vocab ${config.vocabSize})\n`,
+  );
+}
+
+function withProgress(weights: WeightSource, bar: SingleBar): WeightSource {
+  return {
+    async get(name: string): Promise<Tensor32> {
+      const tensor = await weights.get(name);
+      bar.increment(1, { tensor: name });
+      return tensor;
+    },
+    close: () => weights.close(),
+  };
+}
+
+async function isNonEmptyDir(path: string): Promise<boolean> {
+  const s = await stat(path).catch(() => null);
+  if (!s) return false;
+  if (!s.isDirectory()) return true;
+  return (await readdir(path)).length > 0;
+}
+
+/** Puts the finished model at `target`; an existing target is moved aside first and removed after. */
+async function replaceDir(staging: string, target: string): Promise<void> {
+  const existing = await stat(target).catch(() => null);
+  if (!existing) {
+    await rename(staging, target);
+    return;
+  }
+  const aside = `${staging}.previous`;
+  await rename(target, aside);
+  await rename(staging, target);
+  await rm(aside, { recursive: true, force: true });
+}
+
+main().catch((err: unknown) => {
+  const inputError = err instanceof CheckpointError || err instanceof UsageError;
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`error: ${message.replace(/\s+/g, " ").trim()}\n`);
+  if (!inputError && err instanceof Error && err.stack && process.env.DEBUG) process.stderr.write(err.stack + "\n");
+  process.exit(inputError ? 2 : 1);
+});
