@@ -1,1 +1,4 @@
-export default { fetch: () => new Response("ok") };
+/** The Worker's entry (wrangler.toml `main`): the Hono app's fetch. */
+import { app } from "./app.ts";
+
+export default { fetch: app.fetch };

@@ -1,0 +1,131 @@
+/**
+ * The relay from a request's Redis Stream to the client: SSE for streaming requests (one SSE event per
+ * stream entry, `id:` = entry id, keep-alive comments while nothing arrives), one JSON completion
+ * otherwise. A node error that arrives before the first token becomes an HTTP error, not a 200: the
+ * streaming response is held back (up to SSE_HOLD_MS) until the first token or the end.
+ */
+import type { Context } from "hono";
+import { streamSSE, type SSEStreamingApi } from "hono/streaming";
+import { ApiError, type ErrorType } from "../shared/errors.ts";
+import type { Prices } from "../shared/pricing.ts";
+import type { StreamEvent } from "../shared/protocol.ts";
+import type { CompletionMeta } from "./completion-meta.ts";
+import { ChunkRenderer, CompletionAssembler } from "./completion-render.ts";
+import type { CompletionSession } from "./completion-session.ts";
+import { redisUnavailable } from "./redis.ts";
+import type { StreamEntry, StreamReader } from "./stream-reader.ts";
+
+export const KEEP_ALIVE_COMMENT = ": keep-alive\n\n";
+
+export function nodeError(event: Extract<StreamEvent, { type: "error" }>): ApiError {
+  const retryAfter = event.status === 429 || event.status === 503 ? 1 : undefined;
+  return new ApiError(event.status, event.errorType as ErrorType, event.message, event.code, event.param, retryAfter);
+}
+
+function relayFailure(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof Error && err.name === "ProtocolVersionError") {
+    return new ApiError(500, "server_error", "The GPU node speaks another protocol version.", "protocol_mismatch");
+  }
+  return redisUnavailable();
+}
+
+export interface HeldStart {
+  /** Entries read before the response was committed, to be relayed first. */
+  buffered: StreamEntry[];
+  /** A node error that came before any token: answer it as an HTTP error. */
+  error: ApiError | null;
+}
+
+/** Reads until the first token, the end, or holdMs: whatever comes first. */
+export async function holdForFirstToken(reader: StreamReader, holdMs: number): Promise<HeldStart> {
+  const buffered: StreamEntry[] = [];
+  const deadline = Date.now() + holdMs;
+  for (;;) {
+    const left = deadline - Date.now();
+    if (left <= 0) return { buffered, error: null };
+    for (const entry of await reader.read(left)) {
+      if (entry.event.type === "error") return { buffered, error: nodeError(entry.event) };
+      buffered.push(entry);
+      if (entry.event.type === "delta" || entry.event.type === "done") return { buffered, error: null };
+    }
+  }
+}
+
+/** Streams the completion as SSE; ends with `data: [DONE]` after `done`. */
+export function relaySSE(
+  c: Context, session: CompletionSession, reader: StreamReader, meta: CompletionMeta, prices: Prices,
+  buffered: StreamEntry[], keepAliveMs: number, headers: Record<string, string> = {},
+): Response {
+  for (const [name, value] of Object.entries(headers)) c.header(name, value);
+  return streamSSE(c, async (stream) => {
+    stream.onAbort(() => session.abandon());
+    const renderer = new ChunkRenderer(session.id, meta, prices);
+    try {
+      if (await writeEntries(stream, renderer, session, buffered)) return;
+      let lastWrite = Date.now();
+      while (!session.abandoned) {
+        const entries = await reader.read(Math.max(1, keepAliveMs - (Date.now() - lastWrite)));
+        if (session.abandoned) return;
+        if (entries.length === 0) {
+          if (Date.now() - lastWrite >= keepAliveMs) {
+            await stream.write(KEEP_ALIVE_COMMENT);
+            lastWrite = Date.now();
+          }
+          continue;
+        }
+        if (await writeEntries(stream, renderer, session, entries)) return;
+        lastWrite = Date.now();
+      }
+    } catch (err) {
+      if (session.abandoned) return;
+      const error = relayFailure(err);
+      await stream.writeSSE({ data: JSON.stringify(error.toBody()) });
+      await session.finish(null, false);
+    }
+  });
+}
+
+/** Writes entries; true when the stream has ended (after `done` or `error`). */
+async function writeEntries(stream: SSEStreamingApi, renderer: ChunkRenderer, session: CompletionSession, entries: StreamEntry[]): Promise<boolean> {
+  for (const entry of entries) {
+    for (const data of renderer.render(entry.event)) await stream.writeSSE({ data, id: entry.id });
+    if (entry.event.type === "done") {
+      await session.finish(entry.event.usage, true);
+      return true;
+    }
+    if (entry.event.type === "error") {
+      await session.finish(null, true);
+      return true;
+    }
+  }
+  return false;
+}
+
+/** Waits for `done` and answers one chat.completion; a node error at any point is the HTTP error. */
+export async function collectCompletion(
+  session: CompletionSession, reader: StreamReader, meta: CompletionMeta, prices: Prices, signal: AbortSignal | undefined,
+): Promise<Response> {
+  const assembler = new CompletionAssembler(session.id, meta, prices);
+  try {
+    for (;;) {
+      if (signal?.aborted) {
+        session.abandon();
+        return new Response(null, { status: 499 });
+      }
+      for (const { event } of await reader.read(1000)) {
+        if (event.type === "delta") assembler.add(event);
+        else if (event.type === "done") {
+          await session.finish(event.usage, true);
+          return Response.json(assembler.finish(event));
+        } else if (event.type === "error") {
+          await session.finish(null, true);
+          throw nodeError(event);
+        }
+      }
+    }
+  } catch (err) {
+    if (!(err instanceof ApiError)) await session.finish(null, false);
+    throw relayFailure(err);
+  }
+}

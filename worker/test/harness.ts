@@ -1,0 +1,148 @@
+/**
+ * What the Worker tests share: a unique Redis prefix per test file and run (so runs never collide),
+ * the app called with that prefix, the GPU node's part played with plain Redis commands (XADD of
+ * contract events), and an SSE reader built on eventsource-parser.
+ */
+import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
+import { Queue } from "bullmq";
+import Redis from "ioredis";
+import { createParser, type EventSourceMessage } from "eventsource-parser";
+import { encodeStreamEvent, type ChatJob, type StreamEvent } from "../../shared/protocol.ts";
+import { redisKeys, type RedisKeys } from "../../shared/redis-keys.ts";
+import { app } from "../app.ts";
+import type { WorkerEnv } from "../env.ts";
+
+export const DEV_KEY = "sk-test-dev-key";
+export const MODEL = "microsoft/phi-4";
+
+export class EdgeHarness {
+  readonly prefix: string;
+  readonly keys: RedisKeys;
+  readonly redis: Redis;
+  private readonly queue: Queue;
+  private pending: Promise<unknown>[] = [];
+
+  constructor(name: string, private readonly overrides: Partial<WorkerEnv> = {}) {
+    this.prefix = `phi4test-${name}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+    this.keys = redisKeys(this.prefix);
+    this.redis = new Redis("redis://127.0.0.1:6379", { commandTimeout: 5000, maxRetriesPerRequest: 1 });
+    this.queue = new Queue(this.keys.queue, { connection: this.redis, prefix: this.prefix, skipVersionCheck: true });
+  }
+
+  env(extra: Partial<WorkerEnv> = {}): WorkerEnv {
+    return { ...(env as unknown as WorkerEnv), REDIS_PREFIX: this.prefix, SSE_HOLD_MS: "3000", SSE_KEEPALIVE_MS: "10000", ...this.overrides, ...extra };
+  }
+
+  /** One request through the app, with this file's prefix; waitUntil work is awaited at close(). */
+  async fetch(path: string, init: RequestInit = {}, extraEnv: Partial<WorkerEnv> = {}): Promise<Response> {
+    const ctx = createExecutionContext();
+    const response = await app.fetch(new Request(`http://edge.test${path}`, init), this.env(extraEnv), ctx);
+    this.pending.push(waitOnExecutionContext(ctx));
+    return response;
+  }
+
+  /** Waits for the Worker's background work (cleanup after disconnects) so far. */
+  async settle(): Promise<void> {
+    const pending = this.pending;
+    this.pending = [];
+    await Promise.all(pending);
+  }
+
+  chat(body: unknown, key: string = DEV_KEY, path = "/v1/chat/completions", extraEnv: Partial<WorkerEnv> = {}): Promise<Response> {
+    return this.fetch(path, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    }, extraEnv);
+  }
+
+  /** The node's view: the next job waiting in the queue (polls until one arrives). */
+  async nextJob(timeoutMs = 5000): Promise<ChatJob> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const jobs = await this.queue.getJobs(["waiting"], 0, 0, true);
+      if (jobs.length > 0) {
+        const job = jobs[0];
+        await job.remove(); // taken: the next call sees the next one
+        return job.data as ChatJob;
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    throw new Error("no job was enqueued");
+  }
+
+  async waitingJobs(): Promise<number> {
+    return this.queue.getJobCountByTypes("waiting");
+  }
+
+  /** Appends contract events to a completion's stream, as a node does; returns their entry ids. */
+  async publish(id: string, ...events: StreamEvent[]): Promise<string[]> {
+    const ids: string[] = [];
+    for (const event of events) ids.push((await this.redis.xadd(this.keys.stream(id), "*", ...encodeStreamEvent(event)))!);
+    return ids;
+  }
+
+  async close(): Promise<void> {
+    await this.settle();
+    let cursor = "0";
+    do {
+      const [next, found] = await this.redis.scan(cursor, "MATCH", `${this.prefix}:*`, "COUNT", 1000);
+      if (found.length) await this.redis.del(...found);
+      cursor = next;
+    } while (cursor !== "0");
+    await this.queue.close();
+    await this.redis.quit();
+  }
+}
+
+export interface SSEStream {
+  events: EventSourceMessage[];
+  comments: string[];
+}
+
+/** Reads a whole SSE response body through eventsource-parser. */
+export async function readSSE(response: Response): Promise<SSEStream> {
+  const out: SSEStream = { events: [], comments: [] };
+  const parser = createParser({ onEvent: (e) => out.events.push(e), onComment: (c) => out.comments.push(c) });
+  const decoder = new TextDecoder();
+  const reader = response.body!.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    parser.feed(decoder.decode(value, { stream: true }));
+  }
+  return out;
+}
+
+/** Reads SSE events until `count` have arrived, then cancels the body: a client going away. */
+export async function readSSEThenDisconnect(response: Response, count: number): Promise<SSEStream> {
+  const out: SSEStream = { events: [], comments: [] };
+  const parser = createParser({ onEvent: (e) => out.events.push(e), onComment: (c) => out.comments.push(c) });
+  const decoder = new TextDecoder();
+  const reader = response.body!.getReader();
+  while (out.events.length < count) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    parser.feed(decoder.decode(value, { stream: true }));
+  }
+  await reader.cancel();
+  return out;
+}
+
+export const hello = (extra: Record<string, unknown> = {}) => ({
+  model: MODEL,
+  messages: [{ role: "user", content: "Hello" }],
+  ...extra,
+});
+
+/** A node's answer to one prompt: start, one delta per piece (the last with its reason), done. */
+export function answer(pieces: string[], promptTokens = 7, n = 1): StreamEvent[] {
+  const events: StreamEvent[] = [{ type: "start", promptTokens, n, seed: "42", node: "test-node" }];
+  for (let index = 0; index < n; index++) {
+    pieces.forEach((text, i) => {
+      events.push({ type: "delta", index, text, tokens: [1000 + i], ...(i === pieces.length - 1 ? { finishReason: "stop" as const } : {}) });
+    });
+  }
+  events.push({ type: "done", finishReasons: new Array(n).fill("stop"), usage: { promptTokens, completionTokens: pieces.length * n } });
+  return events;
+}
