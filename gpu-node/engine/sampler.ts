@@ -1,0 +1,483 @@
+/**
+ * The sampler: one row of logits + a request's sampling settings + one uniform draw → one token.
+ *
+ * Order of operations (vLLM's): logit_bias → repetition penalty → frequency/presence penalties →
+ * (greedy when temperature is 0) → temperature → min_p / top_k / top_p → inverse-CDF draw with `u`.
+ * min_p and top_k each keep a prefix of the tokens ranked by logit, so they commute; top_p is taken
+ * last, on the distribution renormalised over what they kept.
+ *
+ * Logprobs (OpenAI's `logprobs` / `top_logprobs`): log-softmax of the logits after bias and penalties,
+ * before temperature and truncation (temperature 1, whole vocabulary). They describe what the model,
+ * under this request's bias and penalties, thought of each token, independent of how the draw was
+ * shaped, so they stay comparable between requests; a token banned by logit_bias shows as very unlikely.
+ *
+ * Cost per token on a 100k vocabulary: never a full sort. Greedy and top_k scan the row once (a bounded
+ * heap for top_k); top_p without top_k needs the exact normaliser, so it exponentiates every logit once
+ * while filling a coarse histogram of probability mass by distance from the max, then collects and sorts
+ * only the tokens inside the bucket that reaches top_p. Penalties touch only tokens already seen.
+ * The hot path allocates nothing but the result (scratch lives in the Sampler, one per step loop).
+ */
+import { VOCAB_SIZE } from "../../shared/limits.ts";
+
+export interface SamplingParams {
+  temperature: number;
+  topP: number;
+  topK: number;
+  minP: number;
+  presencePenalty: number;
+  frequencyPenalty: number;
+  repetitionPenalty: number;
+  /** token id → value added to its logit before anything else. */
+  logitBias: Record<number, number>;
+  topLogprobs: number;
+  logprobs: boolean;
+}
+
+export interface SampleResult {
+  token: number;
+  /** log-softmax of the chosen token (see the file comment); NaN when logprobs were not asked for. */
+  logprob: number;
+  /** the `topLogprobs` most likely tokens, most likely first (ties: lower id first); null without logprobs. */
+  top: Array<{ token: number; logprob: number }> | null;
+}
+
+/** The defaults of PHI4.md: plain sampling at temperature 1. */
+export const DEFAULT_SAMPLING: Readonly<SamplingParams> = Object.freeze({
+  temperature: 1, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0,
+  repetitionPenalty: 1, logitBias: Object.freeze({}) as Record<number, number>, topLogprobs: 0, logprobs: false,
+});
+
+/**
+ * What the penalties need to know about one sequence: the prompt's tokens (repetition_penalty) and how
+ * often each token has been generated so far (all three). Sparse: the cost of applying penalties is
+ * proportional to the distinct tokens seen, never to the vocabulary.
+ */
+export class TokenCounts {
+  /** distinct generated token ids, in first-seen order; `generatedCounts[i]` is how often `generatedIds[i]` occurs. */
+  generatedIds = new Int32Array(16);
+  generatedCounts = new Int32Array(16);
+  distinctGenerated = 0;
+  totalGenerated = 0;
+  private readonly slot = new Map<number, number>();
+  private readonly prompt: ArrayLike<number>;
+  /** built on first use: only repetition_penalty needs the prompt's distinct tokens. */
+  private promptSet: Set<number> | null;
+  /** distinct tokens of prompt ∪ generated, once built. */
+  private presentIds: Int32Array | null = null;
+  private presentCount = 0;
+
+  constructor(promptTokens: ArrayLike<number>, sharedPromptSet: Set<number> | null = null) {
+    this.prompt = promptTokens;
+    this.promptSet = sharedPromptSet;
+  }
+
+  /** Counts one generated token (also for tokens replayed on resume). */
+  add(token: number): void {
+    const at = this.slot.get(token);
+    this.totalGenerated++;
+    if (at !== undefined) {
+      this.generatedCounts[at]++;
+      return;
+    }
+    if (this.distinctGenerated === this.generatedIds.length) {
+      this.generatedIds = grow(this.generatedIds);
+      this.generatedCounts = grow(this.generatedCounts);
+    }
+    const i = this.distinctGenerated++;
+    this.generatedIds[i] = token;
+    this.generatedCounts[i] = 1;
+    this.slot.set(token, i);
+    if (this.presentIds !== null && !this.promptSet!.has(token)) this.pushPresent(token);
+  }
+
+  /** How often `token` has been generated. */
+  count(token: number): number {
+    const at = this.slot.get(token);
+    return at === undefined ? 0 : this.generatedCounts[at];
+  }
+
+  /** A fresh state for another choice of the same prompt (n > 1): shares the prompt's token set, no generated tokens. */
+  forSibling(): TokenCounts {
+    return new TokenCounts(this.prompt, this.promptSet);
+  }
+
+  /** Distinct tokens present in the prompt or the output (for repetition_penalty); the array is longer than `presentLength()`. */
+  present(): Int32Array {
+    if (this.presentIds === null) this.buildPresent();
+    return this.presentIds!;
+  }
+
+  presentLength(): number {
+    if (this.presentIds === null) this.buildPresent();
+    return this.presentCount;
+  }
+
+  private buildPresent(): void {
+    if (this.promptSet === null) {
+      const set = new Set<number>();
+      for (let i = 0; i < this.prompt.length; i++) set.add(this.prompt[i]);
+      this.promptSet = set;
+    }
+    this.presentIds = new Int32Array(Math.max(16, this.promptSet.size + this.distinctGenerated));
+    for (const token of this.promptSet) this.presentIds[this.presentCount++] = token;
+    for (let i = 0; i < this.distinctGenerated; i++) {
+      const token = this.generatedIds[i];
+      if (!this.promptSet.has(token)) this.pushPresent(token);
+    }
+  }
+
+  private pushPresent(token: number): void {
+    if (this.presentCount === this.presentIds!.length) this.presentIds = grow(this.presentIds!);
+    this.presentIds![this.presentCount++] = token;
+  }
+}
+
+function grow(a: Int32Array): Int32Array<ArrayBuffer> {
+  const b = new Int32Array(a.length * 2);
+  b.set(a);
+  return b;
+}
+
+// --- exp on the hot path -------------------------------------------------------------------------------
+// Math.exp costs ~15 ns in V8; sampling needs exp(d) only for d ≤ 0 (distance below the max, scaled by
+// temperature), so a table of 2^(-j/256) and a 4th-degree polynomial on |r| < ln2/256 give relative error
+// below 1e-14 at ~4 ns. Below d = -50 the weight (< 2e-22 of the max's) is taken as 0: a whole vocabulary
+// of such tokens moves the normaliser by less than one double ulp.
+const EXP_FLOOR = -50;
+const EXP_STEPS = 256;
+const EXP_SCALE = EXP_STEPS / Math.LN2;
+const EXP_STEP = Math.LN2 / EXP_STEPS;
+const POW2_TABLE = (() => {
+  const t = new Float64Array(Math.ceil(-EXP_FLOOR * EXP_SCALE) + 2);
+  for (let j = 0; j < t.length; j++) t[j] = Math.pow(2, -j / EXP_STEPS);
+  return t;
+})();
+
+/** e^d for d ≤ 0; 0 below -50 (and for NaN). */
+export function expNonPositive(d: number): number {
+  if (!(d > EXP_FLOOR)) return 0;
+  const n = (d * EXP_SCALE) | 0;
+  const r = d - n * EXP_STEP;
+  return POW2_TABLE[-n] * (1 + r * (1 + r * (0.5 + r * (0.16666666666666666 + r * 0.041666666666666664))));
+}
+
+// --- ranking keys ------------------------------------------------------------------------------------
+// A candidate is one double: (order of its float32 logit, descending) · 2^ID_BITS + id. Ascending keys are
+// "higher logit first, lower id first on ties", so ranking needs no comparator and no objects.
+const ID_BITS = 21;
+const ID_SPAN = 2 ** ID_BITS;
+const bitsF32 = new Float32Array(1);
+const bitsU32 = new Uint32Array(bitsF32.buffer);
+
+function rankKey(logit: number, id: number): number {
+  bitsF32[0] = logit;
+  const b = bitsU32[0];
+  // IEEE order → unsigned order: flip all bits of negatives, set the sign bit of positives; then invert for descending.
+  const ordered = b & 0x80000000 ? ~b >>> 0 : (b | 0x80000000) >>> 0;
+  return (0xffffffff - ordered) * ID_SPAN + id;
+}
+
+function keyId(key: number): number {
+  return key % ID_SPAN;
+}
+
+/** Max-heap on keys (root = worst kept candidate). */
+function siftDown(h: Float64Array, start: number, size: number): void {
+  let i = start;
+  const v = h[i];
+  for (;;) {
+    let c = 2 * i + 1;
+    if (c >= size) break;
+    if (c + 1 < size && h[c + 1] > h[c]) c++;
+    if (h[c] <= v) break;
+    h[i] = h[c];
+    i = c;
+  }
+  h[i] = v;
+}
+
+function siftUp(h: Float64Array, at: number): void {
+  let i = at;
+  const v = h[i];
+  while (i > 0) {
+    const p = (i - 1) >> 1;
+    if (h[p] >= v) break;
+    h[i] = h[p];
+    i = p;
+  }
+  h[i] = v;
+}
+
+/** Sorts h[0..n) ascending in place (heapsort: no recursion, no allocation). */
+function sortKeys(h: Float64Array, n: number): void {
+  for (let i = (n >> 1) - 1; i >= 0; i--) siftDown(h, i, n);
+  for (let end = n - 1; end > 0; end--) {
+    const t = h[0];
+    h[0] = h[end];
+    h[end] = t;
+    siftDown(h, 0, end);
+  }
+}
+
+/** Buckets of the top_p histogram: quarter-nats of distance below the max (the last one takes the rest). */
+const HIST_PER_NAT = 4;
+const HIST_BUCKETS = -EXP_FLOOR * HIST_PER_NAT;
+
+interface CompiledBias { ids: Int32Array; values: Float32Array }
+const compiledBiases = new WeakMap<Record<number, number>, CompiledBias>();
+
+function compileBias(bias: Record<number, number>, vocabSize: number): CompiledBias {
+  let c = compiledBiases.get(bias);
+  if (c === undefined) {
+    const entries = Object.entries(bias).filter(([k, v]) => Number(k) >= 0 && Number(k) < vocabSize && v !== 0);
+    c = { ids: Int32Array.from(entries, ([k]) => Number(k)), values: Float32Array.from(entries, ([, v]) => v) };
+    compiledBiases.set(bias, c);
+  }
+  return c;
+}
+
+export class Sampler {
+  readonly vocabSize: number;
+  /** candidate keys (top_k heap, top_p survivors), then their cumulative weights. */
+  private readonly keys: Float64Array;
+  private readonly cumulative: Float64Array;
+  private readonly histogram = new Float64Array(HIST_BUCKETS);
+  private readonly topHeap = new Float64Array(32);
+
+  constructor(vocabSize: number = VOCAB_SIZE) {
+    if (vocabSize > ID_SPAN) throw new RangeError(`vocabulary of ${vocabSize} exceeds ${ID_SPAN}`);
+    this.vocabSize = vocabSize;
+    this.keys = new Float64Array(vocabSize);
+    this.cumulative = new Float64Array(vocabSize);
+  }
+
+  /**
+   * Samples one token from logits[offset .. offset + vocabSize) (one row of the engine's [rows × vocab]
+   * buffer). The row is MODIFIED IN PLACE (bias and penalties are written into it). `u` is the uniform
+   * draw in [0, 1) for this token (prng.ts); greedy decoding ignores it. `counts` is the sequence's state;
+   * the caller adds the chosen token to it afterwards.
+   */
+  sample(logits: Float32Array, offset: number, params: SamplingParams, counts: TokenCounts, u: number): SampleResult {
+    const V = this.vocabSize;
+    if (offset < 0 || offset + V > logits.length) throw new RangeError(`row at ${offset} lies outside the logits buffer`);
+    this.applyBiasAndPenalties(logits, offset, params, counts);
+
+    let token: number;
+    let rowMax = NaN;
+    const topK = params.topK > 0 && params.topK < V ? params.topK : 0;
+    if (params.temperature === 0 || topK === 1) {
+      token = this.argmax(logits, offset);
+      rowMax = logits[offset + token];
+    } else if (topK > 0) {
+      const n = this.selectTopK(logits, offset, topK);
+      rowMax = logits[offset + keyId(this.keys[0])];
+      token = this.drawFromRanked(logits, offset, n, params, NaN, u);
+    } else {
+      token = this.argmax(logits, offset);
+      rowMax = logits[offset + token];
+      token = params.topP < 1
+        ? this.drawNucleus(logits, offset, rowMax, params, u)
+        : this.drawFull(logits, offset, rowMax, params, u);
+    }
+
+    if (!params.logprobs) return { token, logprob: NaN, top: null };
+    if (Number.isNaN(rowMax)) rowMax = logits[offset + this.argmax(logits, offset)];
+    const logZ = rowMax + Math.log(this.normaliser(logits, offset, rowMax));
+    return { token, logprob: logits[offset + token] - logZ, top: this.topLogprobs(logits, offset, params.topLogprobs, logZ) };
+  }
+
+  private applyBiasAndPenalties(row: Float32Array, offset: number, p: SamplingParams, counts: TokenCounts): void {
+    const bias = compileBias(p.logitBias, this.vocabSize);
+    for (let i = 0; i < bias.ids.length; i++) row[offset + bias.ids[i]] += bias.values[i];
+
+    const rep = p.repetitionPenalty;
+    if (rep !== 1) {
+      const present = counts.present();
+      const n = counts.presentLength();
+      for (let i = 0; i < n; i++) {
+        const at = offset + present[i];
+        const x = row[at];
+        row[at] = x > 0 ? x / rep : x * rep;
+      }
+    }
+    const freq = p.frequencyPenalty;
+    const pres = p.presencePenalty;
+    if (freq !== 0 || pres !== 0) {
+      const ids = counts.generatedIds;
+      const cs = counts.generatedCounts;
+      for (let i = 0; i < counts.distinctGenerated; i++) row[offset + ids[i]] -= cs[i] * freq + pres;
+    }
+  }
+
+  /** Highest logit, lowest id on ties; NaN never wins. */
+  private argmax(row: Float32Array, offset: number): number {
+    let best = -1;
+    let max = -Infinity;
+    for (let i = 0; i < this.vocabSize; i++) {
+      const x = row[offset + i];
+      if (x > max) { max = x; best = i; }
+    }
+    if (best === -1) {
+      // Every logit is -Infinity or NaN: fall back to the first non-NaN.
+      for (let i = 0; i < this.vocabSize; i++) if (row[offset + i] === -Infinity) return i;
+      return 0;
+    }
+    return best;
+  }
+
+  /** The k best tokens as ranking keys in keys[0..n), best first. */
+  private selectTopK(row: Float32Array, offset: number, k: number): number {
+    const h = this.keys;
+    let size = 0;
+    let worst = -Infinity;
+    for (let i = 0; i < this.vocabSize; i++) {
+      const x = row[offset + i];
+      if (size === k) {
+        // Equal logits lose to the kept one: it has the lower id.
+        if (!(x > worst)) continue;
+        h[0] = rankKey(x, i);
+        siftDown(h, 0, size);
+        worst = row[offset + keyId(h[0])];
+      } else {
+        if (x !== x) continue;
+        h[size] = rankKey(x, i);
+        siftUp(h, size++);
+        if (size === k) worst = row[offset + keyId(h[0])];
+      }
+    }
+    sortKeys(h, size);
+    return size;
+  }
+
+  /**
+   * Draws from ranked candidates keys[0..n) (best first): weights relative to the best, min_p and top_p
+   * cuts, then the inverse CDF at u. `total` is the mass of the whole distribution when the candidates
+   * are only its head (top_p without top_k), NaN when the candidates are the distribution.
+   */
+  private drawFromRanked(row: Float32Array, offset: number, n: number, p: SamplingParams, total: number, u: number): number {
+    const keys = this.keys;
+    const cum = this.cumulative;
+    const invT = 1 / p.temperature;
+    const max = row[offset + keyId(keys[0])];
+    let sum = 0;
+    let kept = 0;
+    for (; kept < n; kept++) {
+      const w = expNonPositive((row[offset + keyId(keys[kept])] - max) * invT);
+      if (w < p.minP || (w === 0 && kept > 0)) break;
+      sum += w;
+      cum[kept] = sum;
+    }
+    if (p.topP < 1) {
+      const nucleus = p.topP * (Number.isNaN(total) ? sum : total);
+      // Keep a token while the mass ranked above it is below top_p (vLLM's rule: at least one survives).
+      let cut = 1;
+      while (cut < kept && cum[cut - 1] < nucleus) cut++;
+      kept = cut;
+      sum = cum[kept - 1];
+    }
+    return keyId(keys[this.searchCumulative(kept, u * sum)]);
+  }
+
+  /** top_p over the whole vocabulary: exact normaliser + mass histogram, then rank only the head. */
+  private drawNucleus(row: Float32Array, offset: number, max: number, p: SamplingParams, u: number): number {
+    const V = this.vocabSize;
+    const hist = this.histogram;
+    hist.fill(0);
+    const invT = 1 / p.temperature;
+    const minP = p.minP;
+    const weights = this.cumulative;
+    let total = 0;
+    for (let i = 0; i < V; i++) {
+      const d = (row[offset + i] - max) * invT;
+      let w = expNonPositive(d);
+      if (w < minP) w = 0;
+      weights[i] = w;
+      if (w === 0) continue;
+      total += w;
+      const b = (-d * HIST_PER_NAT) | 0;
+      hist[b < HIST_BUCKETS ? b : HIST_BUCKETS - 1] += w;
+    }
+    const nucleus = p.topP * total;
+    let last = 0;
+    for (let acc = hist[0]; acc < nucleus && last < HIST_BUCKETS - 1;) acc += hist[++last];
+    const keys = this.keys;
+    let n = 0;
+    for (let i = 0; i < V; i++) {
+      if (weights[i] === 0) continue;
+      const x = row[offset + i];
+      const d = (x - max) * invT; // the same expression as above, so the same bucket
+      const b = (-d * HIST_PER_NAT) | 0;
+      if ((b < HIST_BUCKETS ? b : HIST_BUCKETS - 1) <= last) keys[n++] = rankKey(x, i);
+    }
+    sortKeys(keys, n);
+    return this.drawFromRanked(row, offset, n, p, total, u);
+  }
+
+  /** No truncation but min_p: inverse CDF over the vocabulary in id order. */
+  private drawFull(row: Float32Array, offset: number, max: number, p: SamplingParams, u: number): number {
+    const V = this.vocabSize;
+    const cum = this.cumulative;
+    const invT = 1 / p.temperature;
+    const minP = p.minP;
+    let sum = 0;
+    for (let i = 0; i < V; i++) {
+      const w = expNonPositive((row[offset + i] - max) * invT);
+      if (w >= minP) sum += w;
+      cum[i] = sum;
+    }
+    return this.searchCumulative(V, u * sum);
+  }
+
+  /** First index i < n with cum[i] > target (cum non-decreasing); the last positive entry when rounding leaves none. */
+  private searchCumulative(n: number, target: number): number {
+    const cum = this.cumulative;
+    let lo = 0;
+    let hi = n - 1;
+    if (!(cum[hi] > target)) {
+      while (hi > 0 && cum[hi - 1] === cum[hi]) hi--;
+      return hi;
+    }
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cum[mid] > target) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  }
+
+  /** Σ exp(x - max) over the row: the softmax normaliser at temperature 1. */
+  private normaliser(row: Float32Array, offset: number, max: number): number {
+    let z = 0;
+    for (let i = 0; i < this.vocabSize; i++) z += expNonPositive(row[offset + i] - max);
+    return z;
+  }
+
+  private topLogprobs(row: Float32Array, offset: number, count: number, logZ: number): Array<{ token: number; logprob: number }> {
+    const k = Math.min(count, this.vocabSize, this.topHeap.length);
+    if (k <= 0) return [];
+    const h = this.topHeap;
+    let size = 0;
+    let worst = -Infinity;
+    for (let i = 0; i < this.vocabSize; i++) {
+      const x = row[offset + i];
+      if (size === k) {
+        if (!(x > worst)) continue;
+        h[0] = rankKey(x, i);
+        siftDown(h, 0, size);
+        worst = row[offset + keyId(h[0])];
+      } else {
+        if (x !== x) continue;
+        h[size] = rankKey(x, i);
+        siftUp(h, size++);
+        if (size === k) worst = row[offset + keyId(h[0])];
+      }
+    }
+    sortKeys(h, size);
+    const top = new Array<{ token: number; logprob: number }>(size);
+    for (let i = 0; i < size; i++) {
+      const token = keyId(h[i]);
+      top[i] = { token, logprob: row[offset + token] - logZ };
+    }
+    return top;
+  }
+}
