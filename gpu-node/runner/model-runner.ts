@@ -111,16 +111,24 @@ export class ModelRunner {
     stats.sessionRunMs = 0;
     stats.outputBytes = 0;
     stats.runs = 0;
-    const vocab = this.config.vocabSize;
-    const logits = new Float32Array(rows.length * vocab);
     const decode: number[] = [];
     const prefill: number[] = [];
     for (let r = 0; r < rows.length; r++) {
       this.checkRow(rows[r], r);
       (rows[r].tokens.length === 1 ? decode : prefill).push(r);
     }
-    if (decode.length > 0) await this.runGroup(rows, decode, logits);
-    if (prefill.length > 0) await this.runGroup(rows, prefill, logits);
+    let logits: Float32Array;
+    if (decode.length === 0 || prefill.length === 0) {
+      // One run in the caller's row order: its logits output is the answer, no second copy.
+      logits = await this.runGroup(rows, decode.length > 0 ? decode : prefill);
+    } else {
+      const vocab = this.config.vocabSize;
+      logits = new Float32Array(rows.length * vocab);
+      for (const group of [decode, prefill]) {
+        const part = await this.runGroup(rows, group);
+        for (let b = 0; b < group.length; b++) logits.set(part.subarray(b * vocab, (b + 1) * vocab), group[b] * vocab);
+      }
+    }
     stats.totalMs = performance.now() - started;
     return logits;
   }
@@ -164,8 +172,8 @@ export class ModelRunner {
     }
   }
 
-  /** One session.run over rows[idx[0..]]: builds the small inputs, runs, stores new K/V, scatters logits. */
-  private async runGroup(rows: BatchRow[], idx: number[], logitsOut: Float32Array): Promise<void> {
+  /** One session.run over rows[idx[0..]]: builds the small inputs, runs, stores the new K/V; returns logits [idx.length, vocab]. */
+  private async runGroup(rows: BatchRow[], idx: number[]): Promise<Float32Array> {
     const B = idx.length;
     const bs = this.blockSize;
     let S = 1;
@@ -202,10 +210,8 @@ export class ModelRunner {
     this.lastStepStats.sessionRunMs += performance.now() - t0;
     this.lastStepStats.runs++;
 
-    const vocab = this.config.vocabSize;
     const logits = out[io.logits].data as Float32Array;
     let bytes = logits.byteLength;
-    for (let b = 0; b < B; b++) logitsOut.set(logits.subarray(b * vocab, (b + 1) * vocab), idx[b] * vocab);
     for (let l = 0; l < this.config.numLayers; l++) {
       const k = out[io.newKey(l)].data as Float32Array;
       const v = out[io.newValue(l)].data as Float32Array;
@@ -214,6 +220,7 @@ export class ModelRunner {
       this.storeNewRows(this.valueCache[l], v, rows, idx, S);
     }
     this.lastStepStats.outputBytes += bytes;
+    return logits;
   }
 
   /** Writes new rows [KVH, B, S, hd] into the paged cache [KVH, NB, bs, hd] at each row's positions. */
