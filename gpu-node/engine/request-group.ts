@@ -1,0 +1,159 @@
+/**
+ * One request as the engine sees it: its prompt, its seed, and its n choices (one Sequence each),
+ * with the per-choice state that turns sampled ids into client-visible deltas: the incremental
+ * detokenizer, the stop-string matcher and the penalty counts. Produces the contract's stream events.
+ */
+import type { ChatRequest } from "../../shared/request-schema.ts";
+import type { FinishReason, TokenLogprob, TopLogprob } from "../../shared/openai-types.ts";
+import type { StreamEvent } from "../../shared/protocol.ts";
+import { IncrementalDecoder } from "../tokenizer/incremental-decoder.ts";
+import type { Phi4Tokenizer } from "../tokenizer/phi4-tokenizer.ts";
+import { Sequence } from "./sequence.ts";
+import { StopMatcher } from "./stop-matcher.ts";
+import { TokenCounts, type SampleResult, type SamplingParams } from "./sampler.ts";
+import { seedWords } from "./prng.ts";
+
+interface Choice {
+  seq: Sequence;
+  decoder: IncrementalDecoder;
+  stop: StopMatcher | null;
+  penalties: TokenCounts;
+  finishReason: FinishReason | null;
+}
+
+export class RequestGroup {
+  readonly choices: Choice[];
+  readonly sampling: SamplingParams;
+  readonly seedLo: number;
+  readonly seedHi: number;
+  readonly eos: ReadonlySet<number>;
+
+  constructor(
+    readonly id: string,
+    readonly request: ChatRequest,
+    readonly seed: bigint,
+    readonly promptIds: number[],
+    /** Most output tokens per choice (the request's max_tokens, or what the context leaves). */
+    readonly maxTokens: number,
+    private readonly tokenizer: Phi4Tokenizer,
+    eosTokenIds: number[],
+    /** Tokens each choice generated before a failover (replayed, not re-sampled, not re-published). */
+    resumed: ReadonlyArray<ReadonlyArray<number>> = [],
+    resumedFinish: ReadonlyArray<FinishReason | null> = [],
+  ) {
+    [this.seedLo, this.seedHi] = seedWords(seed);
+    this.eos = new Set(eosTokenIds);
+    this.sampling = {
+      temperature: request.temperature,
+      topP: request.topP,
+      topK: request.topK,
+      minP: request.minP,
+      presencePenalty: request.presencePenalty,
+      frequencyPenalty: request.frequencyPenalty,
+      repetitionPenalty: request.repetitionPenalty,
+      logitBias: request.logitBias,
+      logprobs: request.logprobs,
+      topLogprobs: request.topLogprobs,
+    };
+    this.choices = [];
+    for (let i = 0; i < request.n; i++) {
+      const before = resumed[i] ?? [];
+      const choice: Choice = {
+        seq: new Sequence(id, i, promptIds, before),
+        decoder: new IncrementalDecoder(tokenizer),
+        stop: request.stop.length > 0 ? new StopMatcher(request.stop) : null,
+        penalties: new TokenCounts(promptIds),
+        finishReason: resumedFinish[i] ?? null,
+      };
+      // Replay what was already published so detokenizer, stop matcher and penalties stand where they stood.
+      for (const token of before) {
+        choice.penalties.add(token);
+        if (!this.eos.has(token)) choice.stop?.push(choice.decoder.push(token));
+      }
+      this.choices.push(choice);
+    }
+  }
+
+  get sequences(): Sequence[] {
+    return this.choices.map((c) => c.seq);
+  }
+
+  get isFinished(): boolean {
+    return this.choices.every((c) => c.finishReason !== null);
+  }
+
+  get completionTokens(): number {
+    let total = 0;
+    for (const c of this.choices) total += c.seq.numOutputTokens;
+    return total;
+  }
+
+  penaltiesOf(seq: Sequence): TokenCounts {
+    return this.choices[seq.choiceIndex].penalties;
+  }
+
+  /** Takes one sampled token for a choice; returns the delta event to publish. */
+  accept(seq: Sequence, result: SampleResult, contextLimit: number): Extract<StreamEvent, { type: "delta" }> {
+    const choice = this.choices[seq.choiceIndex];
+    const token = result.token;
+    seq.tokens.push(token);
+    choice.penalties.add(token);
+    let text = "";
+    let finish: FinishReason | null = null;
+    if (this.eos.has(token)) {
+      finish = "stop";
+      text = this.drain(choice, choice.decoder.flush());
+    } else {
+      const piece = choice.decoder.push(token);
+      if (choice.stop) {
+        const r = choice.stop.push(piece);
+        text = r.emit;
+        if (r.stopped) finish = "stop";
+      } else {
+        text = piece;
+      }
+      if (finish === null && (seq.numOutputTokens >= this.maxTokens || seq.numTokens >= contextLimit)) {
+        finish = "length";
+        text += this.drain(choice, choice.decoder.flush());
+      }
+    }
+    choice.finishReason = finish;
+    const delta: Extract<StreamEvent, { type: "delta" }> = { type: "delta", index: seq.choiceIndex, text, tokens: [token] };
+    if (this.request.logprobs && !this.eos.has(token)) delta.logprobs = [this.logprobEntry(result)];
+    if (finish !== null) delta.finishReason = finish;
+    return delta;
+  }
+
+  /** Ends a choice without a token (max_tokens 0, or all text already out): the closing delta. */
+  finishEmpty(seq: Sequence, reason: FinishReason): Extract<StreamEvent, { type: "delta" }> {
+    this.choices[seq.choiceIndex].finishReason = reason;
+    return { type: "delta", index: seq.choiceIndex, text: "", tokens: [], finishReason: reason };
+  }
+
+  doneEvent(cancelled = false): Extract<StreamEvent, { type: "done" }> {
+    return {
+      type: "done",
+      finishReasons: this.choices.map((c) => c.finishReason ?? "stop"),
+      usage: { promptTokens: this.promptIds.length, completionTokens: this.completionTokens },
+      ...(cancelled ? { cancelled: true } : {}),
+    };
+  }
+
+  /** Final text of a finishing choice: what the stop matcher still holds, unless a stop string ends it. */
+  private drain(choice: Choice, tail: string): string {
+    if (!choice.stop) return tail;
+    const r = choice.stop.push(tail);
+    return r.stopped ? r.emit : r.emit + choice.stop.flush();
+  }
+
+  private logprobEntry(result: SampleResult): TokenLogprob {
+    const top: TopLogprob[] = [];
+    for (const t of result.top ?? []) top.push(this.tokenLogprob(t.token, t.logprob));
+    return { ...this.tokenLogprob(result.token, result.logprob), top_logprobs: top };
+  }
+
+  private tokenLogprob(token: number, logprob: number): TopLogprob {
+    const bytes = this.tokenizer.tokenBytes(token);
+    return { token: new TextDecoder().decode(bytes), logprob, bytes: [...bytes] };
+  }
+}

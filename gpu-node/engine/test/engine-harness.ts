@@ -1,0 +1,65 @@
+/** Drives an in-process LlmEngine step by step and collects each request's events, for tests and benchmarks. */
+import type { StreamEvent } from "../../../shared/protocol.ts";
+import { parseChatRequest, type ChatRequest } from "../../../shared/request-schema.ts";
+import { ModelRunner } from "../../runner/model-runner.ts";
+import { phi4Tokenizer } from "../../tokenizer/phi4-tokenizer.ts";
+import { LlmEngine, type EngineConfig, type EngineSubmission } from "../llm-engine.ts";
+
+export class EngineHarness {
+  readonly events = new Map<string, StreamEvent[]>();
+  readonly engine: LlmEngine;
+
+  private constructor(readonly runner: ModelRunner, config: EngineConfig) {
+    this.engine = new LlmEngine(runner, phi4Tokenizer(), config, (id, e) => {
+      let list = this.events.get(id);
+      if (!list) this.events.set(id, (list = []));
+      list.push(e);
+    });
+  }
+
+  static async create(modelDir: string, opts: { kvTokens?: number; blockSize?: number; maxBatch?: number; maxBatchTokens?: number } = {}) {
+    const blockSize = opts.blockSize ?? 16;
+    const runner = await ModelRunner.load({ modelDir, numBlocks: Math.ceil((opts.kvTokens ?? 8192) / blockSize), blockSize, intraOpThreads: 2 });
+    return new EngineHarness(runner, { maxBatch: opts.maxBatch ?? 32, maxBatchTokens: opts.maxBatchTokens ?? 512 });
+  }
+
+  submit(id: string, body: Record<string, unknown>, resume?: EngineSubmission["resume"]): void {
+    this.engine.submit({ id, request: request(body), ...(resume ? { resume } : {}) }, "test-node");
+  }
+
+  async runUntilIdle(maxSteps = 100_000): Promise<number> {
+    let steps = 0;
+    while (this.engine.hasWork && steps < maxSteps) {
+      await this.engine.step();
+      steps++;
+    }
+    return steps;
+  }
+
+  /** Output tokens of each choice, from the request's delta events. */
+  tokens(id: string): number[][] {
+    const out: number[][] = [];
+    for (const e of this.events.get(id) ?? []) if (e.type === "delta") (out[e.index] ??= []).push(...e.tokens);
+    return out;
+  }
+
+  text(id: string, index = 0): string {
+    let s = "";
+    for (const e of this.events.get(id) ?? []) if (e.type === "delta" && e.index === index) s += e.text;
+    return s;
+  }
+
+  last(id: string): StreamEvent | undefined {
+    return this.events.get(id)?.at(-1);
+  }
+
+  release(): Promise<void> {
+    return this.runner.release();
+  }
+}
+
+export function request(body: Record<string, unknown>): ChatRequest {
+  const parsed = parseChatRequest({ model: "microsoft/phi-4", messages: [{ role: "user", content: "Tell me a story." }], ...body });
+  if (!parsed.ok) throw parsed.error;
+  return parsed.request;
+}
