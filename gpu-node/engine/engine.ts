@@ -2,6 +2,10 @@
  * The engine as its host sees it: `submit` → an async iterable of the request's stream events,
  * `abort`, `stats`. The model runs on a worker thread (engine-thread.ts); this side only routes messages.
  */
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { StreamEvent } from "../../shared/protocol.ts";
 import type { Phi3Config } from "../model/phi3-config.ts";
@@ -49,6 +53,20 @@ class EventChannel implements AsyncIterable<StreamEvent> {
   }
 }
 
+/**
+ * The thread's entry: register tsx's TypeScript loader in that thread, then load engine-thread.ts.
+ * Works the same whether the host runs under tsx, vitest or plain node with tsx installed.
+ */
+function threadBootstrap(): string {
+  const tsxPackage = createRequire(import.meta.url).resolve("tsx/package.json");
+  const esmApi = (JSON.parse(readFileSync(tsxPackage, "utf8")) as { exports: Record<string, { import: { default: string } }> })
+    .exports["./esm/api"].import.default;
+  const tsxApi = pathToFileURL(path.join(path.dirname(tsxPackage), esmApi)).href;
+  const entry = new URL("./engine-thread.ts", import.meta.url).href;
+  return `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); })` +
+    `.catch((e) => require("node:worker_threads").parentPort.postMessage({ type: "fatal", message: String(e && e.message || e) }));`;
+}
+
 export class Engine {
   private readonly channels = new Map<string, EventChannel>();
   private readonly statsWaiters = new Map<number, (s: EngineStats) => void>();
@@ -79,11 +97,7 @@ export class Engine {
       maxBatchTokens: options.maxBatchTokens ?? 512,
       nodeName: options.nodeName ?? "local",
     };
-    // The thread runs TypeScript through tsx's loader, whether the host runs under tsx or vitest.
-    const worker = new Worker(new URL("./engine-thread.ts", import.meta.url), {
-      workerData: threadOptions,
-      execArgv: ["--import", "tsx"],
-    });
+    const worker = new Worker(threadBootstrap(), { eval: true, workerData: threadOptions });
     const ready = await new Promise<Extract<ThreadMessage, { type: "ready" }>>((resolve, reject) => {
       const onMessage = (m: ThreadMessage) => {
         if (m.type === "ready") resolve(m);

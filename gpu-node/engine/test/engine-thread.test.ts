@@ -1,0 +1,63 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Engine } from "../engine.ts";
+import { request } from "./engine-harness.ts";
+import { buildTinyModel } from "./tiny-model-fixture.ts";
+import type { StreamEvent } from "../../../shared/protocol.ts";
+
+let model: { modelDir: string; cleanup: () => Promise<void> };
+let engine: Engine;
+
+beforeAll(async () => {
+  model = await buildTinyModel(3);
+  engine = await Engine.start({ modelDir: model.modelDir, kvCacheTokens: 4096, intraOpThreads: 1, nodeName: "thread-test" });
+});
+afterAll(async () => {
+  await engine?.close();
+  await model?.cleanup();
+});
+
+async function collect(events: AsyncIterable<StreamEvent>): Promise<StreamEvent[]> {
+  const out: StreamEvent[] = [];
+  for await (const e of events) out.push(e);
+  return out;
+}
+
+describe("engine on its worker thread", () => {
+  it("serves concurrent requests while the host thread stays free", async () => {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5);
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => collect(engine.submit({ id: `t-${i}`, request: request({ seed: i, max_tokens: 20 }) }))),
+    );
+    clearInterval(timer);
+    for (const events of results) {
+      expect(events[0]).toMatchObject({ type: "start", node: "thread-test" });
+      expect(events.at(-1)).toMatchObject({ type: "done", usage: { completionTokens: 20 } });
+    }
+    expect(ticks).toBeGreaterThan(0); // timers fired while the model ran on the other thread
+    const stats = await engine.stats();
+    expect(stats.kvBlocksUsed).toBe(0);
+    expect(stats.generatedTokens).toBeGreaterThanOrEqual(160);
+  });
+
+  it("aborts a running request: done with cancelled, blocks freed", async () => {
+    const events: StreamEvent[] = [];
+    const stream = engine.submit({ id: "abort-me", request: request({ max_tokens: 2000 }) });
+    for await (const e of stream) {
+      events.push(e);
+      if (e.type === "delta" && events.length === 4) engine.abort("abort-me");
+    }
+    expect(events.at(-1)).toMatchObject({ type: "done", cancelled: true });
+    expect((await engine.stats()).kvBlocksUsed).toBe(0);
+  });
+
+  it("answers a context overflow with an error event", async () => {
+    const events = await collect(engine.submit({ id: "too-long", request: request({ max_tokens: 16_384 }) }));
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ type: "error", code: "context_length_exceeded" });
+  });
+
+  it("fails to start with a clear message when the model is missing", async () => {
+    await expect(Engine.start({ modelDir: "/nonexistent/model", kvCacheTokens: 256 })).rejects.toThrow(/engine failed to start: .*nonexistent/);
+  });
+});
