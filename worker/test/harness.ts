@@ -20,7 +20,7 @@ export class EdgeHarness {
   readonly keys: RedisKeys;
   readonly redis: Redis;
   private readonly queue: Queue;
-  private pending: Promise<unknown>[] = [];
+  private contexts: ReturnType<typeof createExecutionContext>[] = [];
 
   constructor(name: string, private readonly overrides: Partial<WorkerEnv> = {}) {
     this.prefix = `phi4test-${name}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
@@ -37,15 +37,16 @@ export class EdgeHarness {
   async fetch(path: string, init: RequestInit = {}, extraEnv: Partial<WorkerEnv> = {}): Promise<Response> {
     const ctx = createExecutionContext();
     const response = await app.fetch(new Request(`http://edge.test${path}`, init), this.env(extraEnv), ctx);
-    this.pending.push(waitOnExecutionContext(ctx));
+    this.contexts.push(ctx);
     return response;
   }
 
   /** Waits for the Worker's background work (cleanup after disconnects) so far. */
   async settle(): Promise<void> {
-    const pending = this.pending;
-    this.pending = [];
-    await Promise.all(pending);
+    // Work registered with waitUntil after the response (disconnect cleanup) counts too: wait at settle time.
+    const contexts = this.contexts;
+    this.contexts = [];
+    await Promise.all(contexts.map((ctx) => waitOnExecutionContext(ctx)));
   }
 
   chat(body: unknown, key: string = DEV_KEY, path = "/v1/chat/completions", extraEnv: Partial<WorkerEnv> = {}): Promise<Response> {

@@ -1,0 +1,118 @@
+import { afterAll, describe, expect, it } from "vitest";
+import Redis from "ioredis";
+import type { ChatCompletionChunk } from "../../shared/openai-types.ts";
+import { STREAM_TTL_SECONDS } from "../../shared/redis-keys.ts";
+import { answer, DEV_KEY, EdgeHarness, hello, readSSE, readSSEThenDisconnect } from "./harness.ts";
+
+const edge = new EdgeHarness("resume");
+afterAll(() => edge.close());
+
+const contentOf = (data: string) => data === "[DONE]" ? "[DONE]" : (JSON.parse(data) as ChatCompletionChunk).choices[0]?.delta.content ?? "";
+
+function resume(id: string, lastEventId: string | null, key = DEV_KEY): Promise<Response> {
+  const headers: Record<string, string> = { authorization: `Bearer ${key}` };
+  if (lastEventId !== null) headers["last-event-id"] = lastEventId;
+  return edge.fetch(`/v1/chat/completions/${id}/events`, { headers });
+}
+
+/** Subscribes to the cancel channel before the act, to hear what nodes hear. */
+async function listenForCancels(): Promise<{ heard: string[]; stop: () => Promise<void> }> {
+  const subscriber = new Redis("redis://127.0.0.1:6379", { commandTimeout: 5000 });
+  const heard: string[] = [];
+  subscriber.on("message", (_channel, message) => heard.push(message));
+  await subscriber.subscribe(edge.keys.cancelChannel);
+  return { heard, stop: async () => { await subscriber.quit(); } };
+}
+
+describe("client disconnect", () => {
+  it("raises the cancel signal: the cancel key (with a TTL) and a message on the cancel channel", async () => {
+    const cancels = await listenForCancels();
+    const responding = edge.chat(hello({ stream: true }));
+    const job = await edge.nextJob();
+    await edge.publish(job.id, { type: "start", promptTokens: 3, n: 1, seed: "1", node: "t" }, { type: "delta", index: 0, text: "one", tokens: [1] });
+    expect(await edge.redis.exists(edge.keys.cancel(job.id))).toBe(0);
+    await readSSEThenDisconnect(await responding, 2);
+    await edge.settle();
+    expect(await edge.redis.get(edge.keys.cancel(job.id))).not.toBeNull();
+    expect(await edge.redis.ttl(edge.keys.cancel(job.id))).toBeGreaterThan(0);
+    for (let i = 0; i < 100 && !cancels.heard.includes(job.id); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(cancels.heard).toContain(job.id);
+    await cancels.stop();
+  });
+
+  it("does not cancel a completion whose client read it to the end", async () => {
+    const responding = edge.chat(hello({ stream: true }));
+    const job = await edge.nextJob();
+    await edge.publish(job.id, ...answer(["all"]));
+    await readSSE(await responding);
+    await edge.settle();
+    expect(await edge.redis.exists(edge.keys.cancel(job.id))).toBe(0);
+  });
+});
+
+describe("GET /v1/chat/completions/{id}/events with Last-Event-ID", () => {
+  it("resumes after the last event the client saw: no gap, no duplicate", async () => {
+    const responding = edge.chat(hello({ stream: true, stream_options: { include_usage: true } }));
+    const job = await edge.nextJob();
+    const events = answer(["a", "b", "c", "d", "e"]);
+    const ids = await edge.publish(job.id, ...events.slice(0, 4)); // start, a, b, c
+    const first = await readSSEThenDisconnect(await responding, 3); // role chunk, a, b
+    const lastSeen = first.events.at(-1)!.id!;
+    expect(lastSeen).toBe(ids[2]);
+    ids.push(...await edge.publish(job.id, ...events.slice(4))); // the node goes on: d, e, done
+
+    const second = await readSSE(await resume(job.id, lastSeen));
+    const all = [...first.events, ...second.events];
+    expect(all.map((e) => contentOf(e.data))).toEqual(["", "a", "b", "c", "d", "e", "", "[DONE]"]);
+    expect(second.events.map((e) => e.id)).toEqual([ids[3], ids[4], ids[5], ids[6], ids[6]]);
+    // Chunks keep their completion's identity across the resume.
+    const resumed = JSON.parse(second.events[0].data) as ChatCompletionChunk;
+    expect(resumed).toMatchObject({ id: job.id, created: job.created, model: "microsoft/phi-4", usage: null });
+  });
+
+  it("replays the whole stream without Last-Event-ID, and only [DONE] after the final event", async () => {
+    const responding = edge.chat(hello({ stream: true }));
+    const job = await edge.nextJob();
+    const ids = await edge.publish(job.id, ...answer(["x", "y"]));
+    const original = await readSSE(await responding);
+    const replay = await readSSE(await resume(job.id, null));
+    expect(replay.events).toEqual(original.events);
+    const tail = await readSSE(await resume(job.id, ids.at(-1)!));
+    expect(tail.events.map((e) => e.data)).toEqual(["[DONE]"]);
+  });
+
+  it("is 404 for another key, an unknown id, and once the stream has expired; 400 for a malformed Last-Event-ID", async () => {
+    const responding = edge.chat(hello({ stream: true }));
+    const job = await edge.nextJob();
+    await edge.publish(job.id, ...answer(["z"]));
+    await readSSE(await responding);
+    await edge.settle();
+    expect((await resume(job.id, "not-an-id")).status).toBe(400);
+    const foreign = await resume(job.id, null, "sk-someone-else");
+    expect(foreign.status).toBe(401);
+    expect((await resume("chatcmpl-doesnotexist", null)).status).toBe(404);
+    // Finished: the stream and its meta expire together after STREAM_TTL_SECONDS.
+    const ttl = await edge.redis.ttl(edge.keys.stream(job.id));
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(STREAM_TTL_SECONDS);
+    await edge.redis.pexpire(edge.keys.stream(job.id), 1);
+    await edge.redis.pexpire(edge.keys.meta(job.id), 1);
+    await new Promise((r) => setTimeout(r, 20));
+    const expired = await resume(job.id, null);
+    expect(expired.status).toBe(404);
+    expect(await expired.json()).toMatchObject({ error: { type: "not_found_error", code: "completion_not_found" } });
+  });
+
+  it("refuses a completion to a different valid key with 404", async () => {
+    const { env } = await import("cloudflare:test");
+    const { sha256Hex } = await import("../api-key.ts");
+    const other = "sk-phi4-other-owner";
+    await env.API_KEYS.put(await sha256Hex(other), JSON.stringify({ name: "other", created: new Date().toISOString(), disabled: false }));
+    const responding = edge.chat(hello({ stream: true }));
+    const job = await edge.nextJob();
+    await edge.publish(job.id, ...answer(["mine"]));
+    await readSSE(await responding);
+    expect((await resume(job.id, null, other)).status).toBe(404);
+    expect((await resume(job.id, null)).status).toBe(200);
+  });
+});
