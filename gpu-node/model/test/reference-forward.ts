@@ -14,7 +14,10 @@
  */
 import type { Phi3Config } from "../phi3-config.ts";
 import { SafetensorsCheckpoint } from "../safetensors.ts";
-import type { WeightSource } from "../weights.ts";
+import type { Tensor32, WeightSource } from "../weights.ts";
+
+/** The values a weight takes in some storage format, by tensor name (HF layout, same length). */
+export type WeightRounding = (name: string, tensor: Tensor32) => Float32Array;
 
 interface LayerWeights {
   inputNorm: Float64Array;
@@ -48,12 +51,16 @@ export class ReferencePhi3 {
     private readonly lmHead: Float64Array,
   ) {}
 
-  /** Loads every weight as float64 (the values the file holds, widened exactly). */
-  static async load(config: Phi3Config, weights: WeightSource): Promise<ReferencePhi3> {
+  /**
+   * Loads every weight as float64 (the values the file holds, widened exactly). `roundWeight`, if
+   * given, replaces a tensor's values first: a test models a storage format's rounding with it
+   * (fp16, int4) to check the graph computes exactly with the rounded weights.
+   */
+  static async load(config: Phi3Config, weights: WeightSource, roundWeight?: WeightRounding): Promise<ReferencePhi3> {
     const get = async (name: string, size: number) => {
       const t = await weights.get(name);
       if (t.data.length !== size) throw new Error(`reference: ${name} has ${t.data.length} values, expected ${size}`);
-      return Float64Array.from(t.data);
+      return Float64Array.from(roundWeight ? roundWeight(name, t) : t.data);
     };
     const { vocabSize: V, hiddenSize: H, numHeads, numKvHeads, headDim, intermediateSize: I } = config;
     const embed = await get("model.embed_tokens.weight", V * H);
@@ -75,10 +82,10 @@ export class ReferencePhi3 {
   }
 
   /** Reads the weights straight from a checkpoint directory's safetensors (single or sharded). */
-  static async fromSafetensorsDir(dir: string, config: Phi3Config): Promise<ReferencePhi3> {
+  static async fromSafetensorsDir(dir: string, config: Phi3Config, roundWeight?: WeightRounding): Promise<ReferencePhi3> {
     const checkpoint = await SafetensorsCheckpoint.openDir(dir);
     try {
-      return await ReferencePhi3.load(config, checkpoint);
+      return await ReferencePhi3.load(config, checkpoint, roundWeight);
     } finally {
       await checkpoint.close();
     }
