@@ -87,14 +87,18 @@ export class ModelRunner {
       interOpNumThreads: 1,
       executionMode: "sequential",
     };
-    if (ep === "cuda" && !ort.listSupportedBackends().some((b) => b.name === "cuda")) {
-      throw new Error("ORT_EP=cuda: this onnxruntime-node install has no CUDA provider (install it with npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12)");
-    }
     let session: ort.InferenceSession;
     try {
       session = await ort.InferenceSession.create(files.onnxPath, sessionOptions);
     } catch (err) {
-      throw new ModelFilesError(`${files.onnxPath}: onnxruntime could not load the model (${ep}): ${(err as Error).message}`);
+      const message = (err as Error).message;
+      if (ep === "cuda" && /cuda|shared library/i.test(message)) {
+        throw new Error(
+          `ORT_EP=cuda: the CUDA execution provider is not available in this onnxruntime-node install (${message}); ` +
+            "on a GPU host install it with: npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12",
+        );
+      }
+      throw new ModelFilesError(`${files.onnxPath}: onnxruntime could not load the model (${ep}): ${message}`);
     }
     try {
       checkGraphMatchesConfig(session, files.config, files.onnxPath);
@@ -251,7 +255,7 @@ function parseEp(v: string | undefined): "cpu" | "cuda" {
 
 /** The graph's inputs/outputs must be the layout's, sized as model-config.json says. */
 function checkGraphMatchesConfig(session: ort.InferenceSession, c: Phi3Config, onnxPath: string): void {
-  const expectIn = [io.inputIds, io.pastLens, io.newLens, io.logitsIndex, io.blockTables];
+  const expectIn: string[] = [io.inputIds, io.pastLens, io.newLens, io.logitsIndex, io.blockTables];
   const expectOut: string[] = [io.logits];
   for (let l = 0; l < c.numLayers; l++) {
     expectIn.push(io.pastKey(l), io.pastValue(l));

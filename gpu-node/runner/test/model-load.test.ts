@@ -2,12 +2,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cp, mkdtemp, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
 import { ModelRunner } from "../model-runner.ts";
 import { RandomWeights } from "../../model/random-weights.ts";
 import { writeModel } from "../../model/write-model.ts";
 import { tinyConfig } from "../../model/cli/tiny-model.ts";
 
 const config = tinyConfig({ numLayers: 1 });
+const ortDir = path.dirname(createRequire(import.meta.url).resolve("onnxruntime-node/package.json"));
+const cudaProviderLib = path.join(ortDir, "bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so");
 let dir: string;
 let good: string;
 
@@ -86,6 +90,17 @@ describe("ModelRunner.load", () => {
     const d = await withConfig("corrupt", () => {});
     await truncate(path.join(d, "model.onnx"), 1000);
     await expect(load(d)).rejects.toThrow(/model\.onnx: onnxruntime could not load the model \(cpu\)/);
+  });
+
+  it.runIf(!existsSync(cudaProviderLib))("ORT_EP=cuda without the CUDA provider installed fails saying how to install it", async () => {
+    const before = process.env.ORT_EP;
+    process.env.ORT_EP = "cuda";
+    try {
+      await expect(load(good)).rejects.toThrow(/ORT_EP=cuda: the CUDA execution provider is not available .*npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12/);
+    } finally {
+      if (before === undefined) delete process.env.ORT_EP;
+      else process.env.ORT_EP = before;
+    }
   });
 
   it("refuses an unknown ORT_EP and bad cache geometry", async () => {

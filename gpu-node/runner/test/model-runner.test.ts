@@ -128,7 +128,7 @@ describe("ModelRunner", () => {
     const oneShotTable = blocks(60, 4);
     const chunkTable = blocks(70, 4);
     const oneShot = await runner.forward([{ tokens: prompt, pastLen: 0, blockTable: oneShotTable }]);
-    let chunked = new Float32Array();
+    let chunked: Float32Array = new Float32Array();
     for (const [start, end] of [[0, 16], [16, 21], [21, 50]]) {
       chunked = await runner.forward([{ tokens: prompt.slice(start, end), pastLen: start, blockTable: chunkTable }]);
     }
