@@ -1,0 +1,148 @@
+/**
+ * `npm start`: the whole stack on one machine. Uses the Redis at REDIS_URL (or starts `redis-server` on
+ * loopback if nothing answers), builds the tiny model if MODEL_DIR has none, starts GPU_NODES GPU nodes
+ * and `wrangler dev` on 127.0.0.1:WORKER_PORT, then prints the base URL and the development key.
+ * Ctrl-C / SIGTERM stops every child and waits for them.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { failUsage } from "./cli-error.ts";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const bin = (name: string) => path.join(root, "node_modules", ".bin", name);
+
+const env = process.env;
+const redisUrl = new URL(env.REDIS_URL ?? "redis://127.0.0.1:6379");
+const workerPort = intEnv("WORKER_PORT", 8787);
+const gpuNodes = intEnv("GPU_NODES", 1);
+const metricsBase = intEnv("METRICS_PORT", 9464);
+const modelDir = path.resolve(env.MODEL_DIR ?? path.join(root, "models", "tiny"));
+const devKey = env.DEV_API_KEY || `sk-dev-${randomBytes(18).toString("base64url")}`;
+const prefix = env.REDIS_PREFIX ?? "phi4";
+
+const children: ChildProcess[] = [];
+let stopping = false;
+
+function intEnv(name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) failUsage(`${name} must be a whole number, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+function log(line: string): void {
+  process.stderr.write(`[start] ${line}\n`);
+}
+
+function redisAnswers(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(1000, () => done(false));
+    socket.once("error", () => done(false));
+    socket.once("connect", () => socket.write("PING\r\n"));
+    socket.once("data", (d) => done(d.toString().startsWith("+PONG") || d.toString().startsWith("-NOAUTH")));
+  });
+}
+
+function start(name: string, command: string, args: string[], extraEnv: Record<string, string> = {}): ChildProcess {
+  const child = spawn(command, args, { cwd: root, env: { ...env, ...extraEnv }, stdio: ["ignore", "inherit", "inherit"] });
+  child.once("exit", (code, signal) => {
+    if (!stopping) {
+      log(`${name} exited (${signal ?? code}); stopping the stack`);
+      void stop(1);
+    }
+  });
+  children.push(child);
+  return child;
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (stopping) return;
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  log(`${what} did not come up within ${timeoutMs / 1000} s`);
+  await stop(1);
+}
+
+async function httpOk(url: string): Promise<boolean> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+  return res.ok;
+}
+
+async function stop(code: number): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  await Promise.all(children.map((c) => new Promise<void>((resolve) => {
+    if (c.exitCode !== null || c.signalCode !== null) return resolve();
+    c.once("exit", () => resolve());
+    c.kill("SIGTERM");
+    setTimeout(() => c.kill("SIGKILL"), 15_000).unref();
+  })));
+  process.exit(code);
+}
+
+process.on("SIGINT", () => void stop(0));
+process.on("SIGTERM", () => void stop(0));
+
+async function main(): Promise<void> {
+  const redisHost = redisUrl.hostname || "127.0.0.1";
+  const redisPort = Number(redisUrl.port || 6379);
+  if (!(await redisAnswers(redisHost, redisPort))) {
+    if (!["127.0.0.1", "localhost", "::1", "[::1]"].includes(redisHost)) failUsage(`no Redis answers at ${redisUrl.href}`);
+    log(`no Redis at ${redisUrl.href}; starting redis-server on 127.0.0.1:${redisPort}`);
+    const redis = start("redis-server", "redis-server", ["--bind", "127.0.0.1", "--port", String(redisPort), "--save", "", "--appendonly", "no"]);
+    const missing = await new Promise<boolean>((resolve) => {
+      redis.once("error", () => resolve(true));
+      setTimeout(() => resolve(false), 300);
+    });
+    if (missing) failUsage("redis-server is not installed: install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) or set REDIS_URL");
+    await waitFor("redis-server", () => redisAnswers("127.0.0.1", redisPort), 10_000);
+  }
+
+  if (!existsSync(path.join(modelDir, "model-config.json"))) {
+    log(`building the tiny model into ${modelDir}`);
+    const build = spawn(bin("tsx"), ["gpu-node/model/cli/tiny-model.ts", "--out", modelDir], { cwd: root, stdio: ["ignore", "inherit", "inherit"] });
+    const code = await new Promise<number | null>((resolve) => build.once("exit", resolve));
+    if (code !== 0) failUsage(`building the tiny model failed (exit ${code})`);
+  }
+
+  for (let i = 0; i < gpuNodes; i++) {
+    start(`gpu-node-${i}`, bin("tsx"), ["gpu-node/service/main.ts"], {
+      REDIS_URL: redisUrl.href, REDIS_PREFIX: prefix, MODEL_DIR: modelDir, NODE_NAME: `gpu-node-${i}`,
+      METRICS_PORT: String(metricsBase + i),
+    });
+  }
+  start("wrangler dev", bin("wrangler"), [
+    "dev", "--ip", "127.0.0.1", "--port", String(workerPort), "--show-interactive-dev-session=false",
+    "--var", `DEV_API_KEY:${devKey}`, "--var", `REDIS_URL:${redisUrl.href}`, "--var", `REDIS_PREFIX:${prefix}`,
+  ], { WRANGLER_SEND_METRICS: "false", NO_UPDATE_NOTIFIER: "1" });
+
+  for (let i = 0; i < gpuNodes; i++) await waitFor(`gpu-node-${i}`, () => httpOk(`http://127.0.0.1:${metricsBase + i}/ready`), 120_000);
+  await waitFor("wrangler dev", () => httpOk(`http://127.0.0.1:${workerPort}/health`), 120_000);
+  if (stopping) return;
+  process.stdout.write(
+    `phi4-serve is up (${gpuNodes} GPU node${gpuNodes === 1 ? "" : "s"}, model ${modelDir})\n` +
+      `  base URL: http://127.0.0.1:${workerPort}/v1\n` +
+      `  API key:  ${devKey}\n` +
+      `Try: curl http://127.0.0.1:${workerPort}/v1/chat/completions -H "Authorization: Bearer ${devKey}" ` +
+      `-H "Content-Type: application/json" -d '{"model":"microsoft/phi-4","messages":[{"role":"user","content":"Hi"}]}'\n` +
+      "Ctrl-C stops everything.\n",
+  );
+}
+
+main().catch((e: Error) => {
+  log(e.message);
+  void stop(1);
+});
