@@ -53,14 +53,22 @@ function redisAnswers(host: string, port: number): Promise<boolean> {
   });
 }
 
+const gpuChildren: ChildProcess[] = [];
+
 function start(name: string, command: string, args: string[], extraEnv: Record<string, string> = {}): ChildProcess {
   const child = spawn(command, args, { cwd: root, env: { ...env, ...extraEnv }, stdio: ["ignore", "inherit", "inherit"] });
+  const isGpuNode = name.startsWith("gpu-node");
   child.once("exit", (code, signal) => {
-    if (!stopping) {
-      log(`${name} exited (${signal ?? code}); stopping the stack`);
-      void stop(1);
+    if (stopping) return;
+    // A dead GPU node is survivable: its jobs fail over to the others. Redis or the edge is not.
+    if (isGpuNode && gpuChildren.some((c) => c !== child && c.exitCode === null && c.signalCode === null)) {
+      log(`${name} exited (${signal ?? code}); the other GPU nodes carry on`);
+      return;
     }
+    log(`${name} exited (${signal ?? code}); stopping the stack`);
+    void stop(1);
   });
+  if (isGpuNode) gpuChildren.push(child);
   children.push(child);
   return child;
 }
@@ -119,7 +127,8 @@ async function main(): Promise<void> {
   }
 
   for (let i = 0; i < gpuNodes; i++) {
-    start(`gpu-node-${i}`, bin("tsx"), ["gpu-node/service/main.ts"], {
+    // node --import tsx (not the tsx wrapper): the pid we print is the node itself, so kill -9 really kills it.
+    start(`gpu-node-${i}`, process.execPath, ["--import", "tsx", "gpu-node/service/main.ts"], {
       REDIS_URL: redisUrl.href, REDIS_PREFIX: prefix, MODEL_DIR: modelDir, NODE_NAME: `gpu-node-${i}`,
       METRICS_PORT: String(metricsBase + i),
     });
@@ -136,6 +145,7 @@ async function main(): Promise<void> {
     `phi4-serve is up (${gpuNodes} GPU node${gpuNodes === 1 ? "" : "s"}, model ${modelDir})\n` +
       `  base URL: http://127.0.0.1:${workerPort}/v1\n` +
       `  API key:  ${devKey}\n` +
+      gpuChildren.map((c, i) => `  gpu-node-${i}: pid ${c.pid}, metrics http://127.0.0.1:${metricsBase + i}/metrics\n`).join("") +
       `Try: curl http://127.0.0.1:${workerPort}/v1/chat/completions -H "Authorization: Bearer ${devKey}" ` +
       `-H "Content-Type: application/json" -d '{"model":"microsoft/phi-4","messages":[{"role":"user","content":"Hi"}]}'\n` +
       "Ctrl-C stops everything.\n",
