@@ -174,6 +174,20 @@ describe("converted model vs float64 reference", () => {
     expect(errors.decodeExact).toBeLessThan(c.exactBound);
   });
 
+  it("fp32: a prompt filling most of the context, then decode steps up to its end", async () => {
+    const runner = runners.get("fp32 from bf16")!;
+    const tokens = randomTokens(config.contextLength, 21);
+    const promptLength = config.contextLength - 8;
+    const table = new BlockPool(4).table(config.contextLength);
+    const cache = reference.newCache();
+    const prompt = tokens.slice(0, promptLength);
+    expect(relativeError(await runner.forward([{ tokens: prompt, pastLen: 0, blockTable: table }]), reference.forward(cache, prompt))).toBeLessThan(1e-4);
+    for (let i = promptLength; i < tokens.length; i++) {
+      const logits = await runner.forward([{ tokens: [tokens[i]], pastLen: i, blockTable: table }]);
+      expect(relativeError(logits, reference.forward(cache, [tokens[i]])), `position ${i}`).toBeLessThan(1e-4);
+    }
+  });
+
   it("fp32: greedy generation of 64 tokens with the KV cache equals greedy by full recompute", async () => {
     const runner = runners.get("fp32 from bf16")!;
     const prompt = randomTokens(9, 11);

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -148,6 +148,30 @@ describe("SafetensorsFile", () => {
       expect(mismatches).toBe(0);
     } finally {
       await file.close();
+    }
+  });
+
+  it("reads a tensor stored beyond 4 GiB into the file (offsets are not 32-bit)", async () => {
+    const path = join(dir, "sparse.safetensors");
+    const gap = 2 ** 32 + 4096; // bytes of an untouched tensor first: a hole in a sparse file, no disk used
+    const header = {
+      "model.embed_tokens.weight": { dtype: "BF16", shape: [gap / 2], data_offsets: [0, gap] },
+      "lm_head.weight": { dtype: "F16", shape: [2, 2], data_offsets: [gap, gap + 8] },
+    };
+    await writeRawFile(path, header, []);
+    const handle = await open(path, "r+");
+    try {
+      const dataStart = 8 + Number((await readFile(path)).readBigUInt64LE(0));
+      await handle.write(Buffer.from([0x00, 0x3c, 0x00, 0xc0, 0x00, 0x38, 0xff, 0x7b]), 0, 8, dataStart + gap); // 1, -2, 0.5, 65504
+    } finally {
+      await handle.close();
+    }
+    const file = await SafetensorsFile.open(path);
+    try {
+      expect(await file.read("lm_head.weight")).toEqual({ data: new Float32Array([1, -2, 0.5, 65504]), shape: [2, 2] });
+    } finally {
+      await file.close();
+      await rm(path);
     }
   });
 
