@@ -1,0 +1,105 @@
+/**
+ * The GPU node's configuration, read once from the environment (DESIGN.md "Configuration").
+ * Every variable has a laptop default; a value that does not parse is a ConfigError naming the
+ * variable, which main.ts prints as one line before exiting with status 2.
+ */
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { SERVED_MODEL_ID } from "../../shared/limits.ts";
+import { DEFAULT_REDIS_PREFIX, STREAM_TTL_SECONDS } from "../../shared/redis-keys.ts";
+
+/** The tiny model's default home: `models/tiny` at the repository root (ignored by git, built on first start). */
+export const DEFAULT_MODEL_DIR = fileURLToPath(new URL("../../models/tiny", import.meta.url));
+
+export interface NodeConfig {
+  redisUrl: string;
+  redisPrefix: string;
+  /** null: the tiny model under DEFAULT_MODEL_DIR, built if missing. */
+  modelDir: string | null;
+  ep: "cpu" | "cuda";
+  /** The model id jobs must name (the Worker's SERVED_MODEL_ID). */
+  servedModelId: string;
+  maxBatch: number;
+  maxBatchTokens: number;
+  kvCacheTokens: number;
+  kvBlockSize: number;
+  /** 0 picks a free port (tests read the chosen one from the `listening` log line). */
+  metricsPort: number;
+  nodeName: string;
+  drainTimeoutMs: number;
+  /** BullMQ: how long a job's lock lives without renewal; a dead node's jobs move on after this. */
+  lockDurationMs: number;
+  /** BullMQ: how often this node looks for other nodes' stalled jobs. */
+  stalledIntervalMs: number;
+  /** How long a finished request's stream stays readable. */
+  streamTtlSeconds: number;
+  /** onnxruntime intra-op threads; undefined lets the runtime decide. */
+  intraOpThreads: number | undefined;
+  logLevel: string;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function integer(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got ${JSON.stringify(raw)}`);
+  const value = Number(raw.trim());
+  if (value < min || value > max) throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got ${raw}`);
+  return value;
+}
+
+export function parseNodeConfig(env: Env = process.env): NodeConfig {
+  const redisUrl = env.REDIS_URL || "redis://127.0.0.1:6379";
+  let url: URL;
+  try {
+    url = new URL(redisUrl);
+  } catch {
+    throw new ConfigError(`REDIS_URL must be a redis:// or rediss:// URL, got ${JSON.stringify(redisUrl)}`);
+  }
+  if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
+    throw new ConfigError(`REDIS_URL must be a redis:// or rediss:// URL, got protocol ${url.protocol}`);
+  }
+  const redisPrefix = env.REDIS_PREFIX || DEFAULT_REDIS_PREFIX;
+  if (!/^[A-Za-z0-9_.-]+$/.test(redisPrefix)) throw new ConfigError(`REDIS_PREFIX may hold only letters, digits, '_', '.', '-', got ${JSON.stringify(redisPrefix)}`);
+  const ep = env.ORT_EP || "cpu";
+  if (ep !== "cpu" && ep !== "cuda") throw new ConfigError(`ORT_EP must be 'cpu' or 'cuda', got ${JSON.stringify(ep)}`);
+  const kvBlockSize = integer(env, "KV_BLOCK_SIZE", 16, 1, 1024);
+  const kvCacheTokens = integer(env, "KV_CACHE_TOKENS", 65_536, 1);
+  if (kvCacheTokens < kvBlockSize) throw new ConfigError(`KV_CACHE_TOKENS (${kvCacheTokens}) must hold at least one block of KV_BLOCK_SIZE (${kvBlockSize}) tokens`);
+  const nodeName = env.NODE_NAME || `${os.hostname()}-${process.pid}`;
+  if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(nodeName)) throw new ConfigError(`NODE_NAME may hold only letters, digits, '_', '.', ':', '-' (at most 128), got ${JSON.stringify(nodeName)}`);
+  const lockDurationMs = integer(env, "LOCK_DURATION_MS", 30_000, 200);
+  const logLevel = env.LOG_LEVEL || "info";
+  if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel)) {
+    throw new ConfigError(`LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got ${JSON.stringify(logLevel)}`);
+  }
+  const threads = env.INTRA_OP_THREADS;
+  return {
+    redisUrl,
+    redisPrefix,
+    modelDir: env.MODEL_DIR ? path.resolve(env.MODEL_DIR) : null,
+    ep,
+    servedModelId: env.SERVED_MODEL_ID || SERVED_MODEL_ID,
+    maxBatch: integer(env, "MAX_BATCH", 32, 1, 4096),
+    maxBatchTokens: integer(env, "MAX_BATCH_TOKENS", 512, 1),
+    kvCacheTokens,
+    kvBlockSize,
+    metricsPort: integer(env, "METRICS_PORT", 9464, 0, 65_535),
+    nodeName,
+    drainTimeoutMs: integer(env, "DRAIN_TIMEOUT_MS", 30_000, 0),
+    lockDurationMs,
+    stalledIntervalMs: integer(env, "STALLED_INTERVAL_MS", Math.max(100, Math.round(lockDurationMs)), 100),
+    streamTtlSeconds: integer(env, "STREAM_TTL_SECONDS", STREAM_TTL_SECONDS, 1),
+    intraOpThreads: threads === undefined || threads === "" ? undefined : integer(env, "INTRA_OP_THREADS", 0, 1, 1024),
+    logLevel,
+  };
+}

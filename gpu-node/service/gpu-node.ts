@@ -1,0 +1,130 @@
+/**
+ * One GPU node: the engine, the queue consumer, the stream publisher, the cancel listener and the
+ * status server, wired together; and its shutdown: stop taking jobs, drain, hand back, close.
+ */
+import { Worker } from "bullmq";
+import { Redis } from "ioredis";
+import { redisKeys } from "../../shared/redis-keys.ts";
+import { CANCEL_TTL_SECONDS } from "../../shared/redis-keys.ts";
+import { Engine } from "../engine/engine.ts";
+import { AdmissionGate } from "./admission-gate.ts";
+import { CancelListener } from "./cancel-listener.ts";
+import type { NodeConfig } from "./config.ts";
+import { JobConsumer } from "./job-consumer.ts";
+import type { Logger } from "./logger.ts";
+import { NodeMetrics } from "./metrics.ts";
+import { startStatusServer, type StatusServer } from "./status-server.ts";
+import { StreamPublisher } from "./stream-publisher.ts";
+
+/** A job may stall this many times (its node died) before BullMQ fails it for good. */
+export const MAX_STALLED_COUNT = 2;
+/** How long a blocked fetch waits for a job before it loops (bounds how long a close waits for it). */
+const FETCH_BLOCK_SECONDS = 2;
+const READY_PING_TIMEOUT_MS = 1000;
+
+export interface GpuNode {
+  readonly metricsPort: number;
+  readonly engine: Engine;
+  /** Drains and closes; resolves to the process exit code (0 after a clean drain). */
+  shutdown(reason: string): Promise<number>;
+  /** Resolves when the node decided to stop on its own (engine failure), with the exit code. */
+  readonly stopped: Promise<number>;
+}
+
+export async function startGpuNode(config: NodeConfig, modelDir: string, log: Logger): Promise<GpuNode> {
+  const keys = redisKeys(config.redisPrefix);
+  const metrics = new NodeMetrics(config.nodeName);
+  let engine: Engine | null = null;
+  let consumer: JobConsumer | null = null;
+  const commands = new Redis(config.redisUrl, { lazyConnect: true, connectionName: `${config.nodeName}:commands` });
+  commands.on("error", (err: Error) => log.warn({ err: err.message }, "redis connection error"));
+
+  // The status server comes up first: /health answers while the model loads.
+  const status: StatusServer = await startStatusServer(config.metricsPort, {
+    notReadyReason: async () => {
+      if (!engine) return "model loading";
+      if (!consumer?.isTakingJobs) return "not taking jobs";
+      const pong = await Promise.race([
+        commands.ping().catch(() => null),
+        new Promise<null>((resolve) => setTimeout(() => resolve(null), READY_PING_TIMEOUT_MS)),
+      ]);
+      return pong === "PONG" ? null : "redis unreachable";
+    },
+    metrics: async () => ({
+      contentType: metrics.contentType,
+      body: await metrics.render(engine ? await engine.stats() : null, consumer?.jobsHeld ?? 0),
+    }),
+  });
+  log.info({ port: status.port }, "listening");
+
+  await commands.connect();
+  const started = performance.now();
+  engine = await Engine.start({
+    modelDir,
+    kvCacheTokens: config.kvCacheTokens,
+    blockSize: config.kvBlockSize,
+    maxBatch: config.maxBatch,
+    maxBatchTokens: config.maxBatchTokens,
+    ep: config.ep,
+    intraOpThreads: config.intraOpThreads,
+    nodeName: config.nodeName,
+  });
+  log.info({ modelDir, ep: config.ep, kvBlocks: engine.numBlocks, blockSize: engine.blockSize, ms: Math.round(performance.now() - started) }, "engine loaded");
+
+  let resolveStopped!: (code: number) => void;
+  const stopped = new Promise<number>((resolve) => (resolveStopped = resolve));
+  let shuttingDown: Promise<number> | null = null;
+
+  const publisher = new StreamPublisher(commands, config.streamTtlSeconds, Math.max(config.streamTtlSeconds, CANCEL_TTL_SECONDS), (id, reason) => consumer?.lose(id, reason));
+  const gate = new AdmissionGate(engine, config.maxBatch);
+  const cancels = await CancelListener.start(commands, keys, (id) => consumer?.cancel(id), log);
+  // BullMQ's own connection: blocking fetches need maxRetriesPerRequest null.
+  const queueConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null, connectionName: `${config.nodeName}:queue` });
+  queueConnection.on("error", (err: Error) => log.warn({ err: err.message }, "redis queue connection error"));
+  const worker = new Worker(keys.queue, null, {
+    connection: queueConnection,
+    prefix: keys.prefix,
+    autorun: false,
+    name: config.nodeName,
+    lockDuration: config.lockDurationMs,
+    stalledInterval: config.stalledIntervalMs,
+    maxStalledCount: MAX_STALLED_COUNT,
+    drainDelay: FETCH_BLOCK_SECONDS,
+  });
+  worker.on("error", (err: Error) => log.warn({ err: err.message }, "queue worker error"));
+  await worker.waitUntilReady();
+
+  const shutdown = (reason: string, exitCode = 0, drainTimeoutMs = config.drainTimeoutMs): Promise<number> => {
+    shuttingDown ??= (async () => {
+      log.info({ reason, jobsHeld: consumer!.jobsHeld, drainTimeoutMs }, "draining");
+      const { finished, handedBack } = await consumer!.drain(drainTimeoutMs);
+      await consumer!.stop();
+      await worker.close(true).catch((err: Error) => log.warn({ err: err.message }, "closing the queue worker failed"));
+      await consumer!.fetchLoopDone();
+      await cancels.close();
+      await engine!.close().catch(() => undefined);
+      await Promise.allSettled([commands.quit(), queueConnection.quit()]);
+      await status.close();
+      log.info({ finished, handedBack, exitCode }, "stopped");
+      resolveStopped(exitCode);
+      return exitCode;
+    })();
+    return shuttingDown;
+  };
+
+  consumer = new JobConsumer({
+    engine, worker, redis: commands, publisher, cancels, gate, metrics, log, keys,
+    servedModelId: config.servedModelId,
+    lockDurationMs: config.lockDurationMs,
+    onEngineFailure: (err) => void shutdown(`engine failed: ${err.message}`, 1, 0),
+  });
+  consumer.start();
+  log.info({ prefix: keys.prefix, maxBatch: config.maxBatch, kvCacheTokens: config.kvCacheTokens }, "ready");
+
+  return {
+    metricsPort: status.port,
+    engine,
+    shutdown: (reason) => shutdown(reason),
+    stopped,
+  };
+}

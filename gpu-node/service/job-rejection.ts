@@ -1,0 +1,33 @@
+/**
+ * Jobs this node refuses, as the contract's `error` events (OpenAI's error shape, relayed by the Worker).
+ * A refused job fails for good (BullMQ UnrecoverableError): retrying it elsewhere would fail the same way.
+ */
+import { ProtocolVersionError, type StreamEvent } from "../../shared/protocol.ts";
+
+export type ErrorEvent = Extract<StreamEvent, { type: "error" }>;
+
+/** parseChatJob's failure: a job from a Worker of another version, or a payload outside the schema. */
+export function malformedJobError(err: unknown): ErrorEvent {
+  if (err instanceof ProtocolVersionError) {
+    return { type: "error", status: 500, errorType: "server_error", code: "protocol_mismatch", message: err.message, param: null };
+  }
+  return { type: "error", status: 400, errorType: "invalid_request_error", code: "invalid_job", message: (err as Error).message, param: null };
+}
+
+/** A job whose id is not the one it was queued under. */
+export function jobIdMismatchError(queuedAs: string, claimed: string): ErrorEvent {
+  return {
+    type: "error", status: 400, errorType: "invalid_request_error", code: "invalid_job",
+    message: `malformed job: id: the job was queued as ${JSON.stringify(queuedAs)} but names itself ${JSON.stringify(claimed)}`, param: null,
+  };
+}
+
+/** Null when this node serves the model, else OpenAI's model_not_found error (worded as the Worker words it). */
+export function unknownModelError(model: string, served: string): ErrorEvent | null {
+  if (model === served) return null;
+  return {
+    type: "error", status: 404, errorType: "invalid_request_error", code: "model_not_found",
+    message: `The model '${model.slice(0, 200)}' does not exist or you do not have access to it.`,
+    param: "model",
+  };
+}
