@@ -6,10 +6,10 @@
  * into place only when complete, so a failed or interrupted conversion leaves nothing behind.
  *
  * Exit codes: 0 done; 2 bad or unsupported input or usage (one line on stderr naming the field or
- * tensor); 1 anything else (an I/O failure, a bug).
+ * tensor); 130/143 interrupted (SIGINT/SIGTERM); 1 anything else (an I/O failure, a bug).
  */
 import { SingleBar } from "cli-progress";
-import { rename, rm, stat, readdir } from "node:fs/promises";
+import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { CheckpointError, openHfCheckpoint, phi3TensorShapes } from "../hf-checkpoint.ts";
@@ -20,6 +20,12 @@ const DTYPES = ["fp32", "fp16", "int4"] as const;
 type Dtype = (typeof DTYPES)[number];
 
 class UsageError extends Error {}
+
+class InterruptedError extends Error {
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`interrupted by ${signal}; nothing was written`);
+  }
+}
 
 const USAGE = "usage: npm run model:convert -- --from HF_DIR --out DIR --dtype fp32|fp16|int4 [--force]";
 
@@ -49,10 +55,18 @@ async function main(): Promise<void> {
   if ((await isNonEmptyDir(outDir)) && !values.force) throw new UsageError(`--out ${values.out} already exists and is not empty (pass --force to replace it)`);
 
   const { config, weights } = await openHfCheckpoint(resolve(values.from));
-  const stagingDir = join(dirname(outDir), `.${basename(outDir)}.converting-${process.pid}`);
-  const cleanUp = () => rm(stagingDir, { recursive: true, force: true });
+  // Everything is written under one staging directory beside DIR (writeModel's own scratch included),
+  // so one removal cleans up after a failure or an interrupt.
+  const stagingRoot = join(dirname(outDir), `.${basename(outDir)}.converting-${process.pid}`);
+  const stagingModel = join(stagingRoot, "model");
+  // An interrupt stops the conversion at the next tensor boundary; the normal failure path then
+  // removes the staging directory (no removal racing a write still in flight).
+  let interrupted: NodeJS.Signals | null = null;
   const onSignal = (signal: NodeJS.Signals) => {
-    void cleanUp().finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
+    interrupted = signal;
+  };
+  const checkInterrupt = () => {
+    if (interrupted) throw new InterruptedError(interrupted);
   };
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
@@ -60,24 +74,24 @@ async function main(): Promise<void> {
   const bar = new SingleBar({ stream: process.stderr, format: "converting {bar} {value}/{total} tensors | {tensor}", hideCursor: true });
   bar.start(phi3TensorShapes(config).size, 0, { tensor: "" });
   try {
-    await writeModel(config, withProgress(weights, bar), { outDir: stagingDir, dtype });
-    bar.stop();
-    await replaceDir(stagingDir, outDir);
-  } catch (err) {
-    bar.stop();
-    await cleanUp();
-    throw err;
+    await mkdir(stagingRoot, { recursive: true });
+    await writeModel(config, withProgress(weights, bar, checkInterrupt), { outDir: stagingModel, dtype });
+    checkInterrupt();
+    await replaceDir(stagingModel, outDir);
   } finally {
+    bar.stop();
     await weights.close();
+    await rm(stagingRoot, { recursive: true, force: true });
   }
   process.stderr.write(
     `wrote ${outDir} (${dtype}, ${config.numLayers} layers, hidden ${config.hiddenSize}, vocab ${config.vocabSize})\n`,
   );
 }
 
-function withProgress(weights: WeightSource, bar: SingleBar): WeightSource {
+function withProgress(weights: WeightSource, bar: SingleBar, beforeEach: () => void): WeightSource {
   return {
     async get(name: string): Promise<Tensor32> {
+      beforeEach();
       const tensor = await weights.get(name);
       bar.increment(1, { tensor: name });
       return tensor;
@@ -111,5 +125,5 @@ main().catch((err: unknown) => {
   const message = err instanceof Error ? err.message : String(err);
   process.stderr.write(`error: ${message.replace(/\s+/g, " ").trim()}\n`);
   if (!inputError && err instanceof Error && err.stack && process.env.DEBUG) process.stderr.write(err.stack + "\n");
-  process.exit(inputError ? 2 : 1);
+  process.exit(err instanceof InterruptedError ? (err.signal === "SIGINT" ? 130 : 143) : inputError ? 2 : 1);
 });

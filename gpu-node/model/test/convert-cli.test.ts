@@ -2,13 +2,13 @@
  * `npm run model:convert`: a good checkpoint becomes a model directory; bad input fails with one
  * line naming the field or tensor, exit code 2, and nothing left on disk.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writeRandomHfCheckpoint, type RandomHfCheckpointOptions } from "./random-hf-checkpoint.ts";
+import { TEST_PHI3_CONFIG, writeRandomHfCheckpoint, type RandomHfCheckpointOptions } from "./random-hf-checkpoint.ts";
 
 const REPO_ROOT = join(import.meta.dirname, "..", "..", "..");
 const CONVERT = join(REPO_ROOT, "gpu-node", "model", "cli", "convert.ts");
@@ -106,5 +106,24 @@ describe("model:convert", () => {
     expect(forced.code, forced.stderr).toBe(0);
     expect((await readdir(occupied)).sort()).toEqual(["model-config.json", "model.onnx"]);
     expect(await entriesNamedAfter(occupied)).toEqual(["occupied"]);
+  });
+
+  it("an interrupt (SIGINT) mid-conversion exits 130 and removes everything it wrote", async () => {
+    const from = join(root, "interrupted");
+    // Big enough that converting takes a while: 32000 × 256 embeddings, 8 layers.
+    await writeRandomHfCheckpoint(from, {
+      config: { ...TEST_PHI3_CONFIG, vocabSize: 32_000, hiddenSize: 256, numLayers: 8, headDim: 64, intermediateSize: 1024 },
+    });
+    const out = join(root, "interrupted-out");
+    const child = spawn(process.execPath, ["--import", "tsx", CONVERT, "--from", from, "--out", out, "--dtype", "fp32"], { cwd: REPO_ROOT });
+    let stderr = "";
+    child.stderr.on("data", (chunk) => (stderr += chunk));
+    const exited = new Promise<number | null>((done) => child.on("exit", (code) => done(code)));
+    // Wait until it has started writing (its staging directory exists), then interrupt.
+    while ((await entriesNamedAfter(out)).length === 0) await new Promise((r) => setTimeout(r, 5));
+    child.kill("SIGINT");
+    expect(await exited, stderr).toBe(130);
+    expect(stderr).toMatch(/error: interrupted by SIGINT; nothing was written/);
+    expect(await entriesNamedAfter(out)).toEqual([]);
   });
 });
