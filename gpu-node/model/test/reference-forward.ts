@@ -174,6 +174,18 @@ export class ReferencePhi3 {
   }
 }
 
+/** How far a logits vector is from the reference's: max |actual − expected| / max |expected|. */
+export function relativeLogitError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  if (actual.length !== expected.length) throw new Error(`logits of ${actual.length} values compared with ${expected.length}`);
+  let maxDiff = 0;
+  let maxRef = 0;
+  for (let i = 0; i < expected.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(actual[i] - expected[i]));
+    maxRef = Math.max(maxRef, Math.abs(expected[i]));
+  }
+  return maxDiff / maxRef;
+}
+
 function rmsNorm(x: Float64Array, weight: Float64Array, eps: number): Float64Array {
   let sumSquares = 0;
   for (let i = 0; i < x.length; i++) sumSquares += x[i] * x[i];

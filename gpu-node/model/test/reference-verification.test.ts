@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ModelRunner, type BatchRow } from "../../runner/model-runner.ts";
-import { ReferencePhi3, type WeightRounding } from "./reference-forward.ts";
+import { ReferencePhi3, relativeLogitError, type WeightRounding } from "./reference-forward.ts";
 import { FP16_WEIGHTS, INT4_WEIGHTS } from "./weight-rounding.ts";
 import { TEST_PHI3_CONFIG, seededUniform, writeRandomHfCheckpoint } from "./random-hf-checkpoint.ts";
 
@@ -121,17 +121,6 @@ function randomTokens(n: number, seed: number): number[] {
   return Array.from({ length: n }, () => Math.floor(random() * V));
 }
 
-function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  expect(actual.length).toBe(expected.length);
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < expected.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(actual[i] - expected[i]));
-    maxRef = Math.max(maxRef, Math.abs(expected[i]));
-  }
-  return maxDiff / maxRef;
-}
-
 function argmax(values: ArrayLike<number>): number {
   let best = 0;
   for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i;
@@ -155,16 +144,16 @@ describe("converted model vs float64 reference", () => {
 
     const prefill = await runner.forward([{ tokens: prompt, pastLen: 0, blockTable: table }]);
     const errors = {
-      prefillExact: relativeError(prefill, exact.forward(exactCache, prompt)),
+      prefillExact: relativeLogitError(prefill, exact.forward(exactCache, prompt)),
       decodeExact: 0,
-      prefillSameRounding: relativeError(prefill, rounded.forward(roundedCache, prompt)),
+      prefillSameRounding: relativeLogitError(prefill, rounded.forward(roundedCache, prompt)),
       decodeSameRounding: 0,
     };
     let pastLen = prompt.length;
     for (const token of followUp) {
       const logits = await runner.forward([{ tokens: [token], pastLen, blockTable: table }]);
-      errors.decodeExact = Math.max(errors.decodeExact, relativeError(logits, exact.forward(exactCache, [token])));
-      errors.decodeSameRounding = Math.max(errors.decodeSameRounding, relativeError(logits, rounded.forward(roundedCache, [token])));
+      errors.decodeExact = Math.max(errors.decodeExact, relativeLogitError(logits, exact.forward(exactCache, [token])));
+      errors.decodeSameRounding = Math.max(errors.decodeSameRounding, relativeLogitError(logits, rounded.forward(roundedCache, [token])));
       pastLen++;
     }
     measured[c.label] = errors;
@@ -181,10 +170,10 @@ describe("converted model vs float64 reference", () => {
     const table = new BlockPool(4).table(config.contextLength);
     const cache = reference.newCache();
     const prompt = tokens.slice(0, promptLength);
-    expect(relativeError(await runner.forward([{ tokens: prompt, pastLen: 0, blockTable: table }]), reference.forward(cache, prompt))).toBeLessThan(1e-4);
+    expect(relativeLogitError(await runner.forward([{ tokens: prompt, pastLen: 0, blockTable: table }]), reference.forward(cache, prompt))).toBeLessThan(1e-4);
     for (let i = promptLength; i < tokens.length; i++) {
       const logits = await runner.forward([{ tokens: [tokens[i]], pastLen: i, blockTable: table }]);
-      expect(relativeError(logits, reference.forward(cache, [tokens[i]])), `position ${i}`).toBeLessThan(1e-4);
+      expect(relativeLogitError(logits, reference.forward(cache, [tokens[i]])), `position ${i}`).toBeLessThan(1e-4);
     }
   });
 
@@ -245,8 +234,8 @@ describe("converted model vs float64 reference", () => {
     const batched = await runner.forward(batchRows);
     for (let r = 0; r < 8; r++) {
       const alone = await runner.forward([aloneRows[r]]);
-      expect(relativeError(rowOf(batched, r), alone), `row ${r}`).toBeLessThan(1e-5);
-      expect(relativeError(rowOf(batched, r), reference.recompute(sequences[r])), `row ${r} vs reference`).toBeLessThan(1e-4);
+      expect(relativeLogitError(rowOf(batched, r), alone), `row ${r}`).toBeLessThan(1e-5);
+      expect(relativeLogitError(rowOf(batched, r), reference.recompute(sequences[r])), `row ${r} vs reference`).toBeLessThan(1e-4);
     }
 
     // The K/V rows the batch stored serve the next (all-decode) batch like each row's own.
@@ -254,7 +243,7 @@ describe("converted model vs float64 reference", () => {
     const next = await runner.forward(batchRows.map((row, r) => ({ tokens: [nextTokens[r]], pastLen: row.pastLen + row.tokens.length, blockTable: row.blockTable })));
     for (let r = 0; r < 8; r++) {
       const expected = reference.recompute([...sequences[r], nextTokens[r]]);
-      expect(relativeError(rowOf(next, r), expected), `row ${r} next step vs reference`).toBeLessThan(1e-4);
+      expect(relativeLogitError(rowOf(next, r), expected), `row ${r} next step vs reference`).toBeLessThan(1e-4);
     }
   });
 });
@@ -266,13 +255,13 @@ describe("the reference itself", () => {
     reference.forward(cache, tokens.slice(0, 12));
     for (let i = 12; i < 20; i++) {
       const cached = reference.forward(cache, [tokens[i]]);
-      expect(relativeError(cached, reference.recompute(tokens.slice(0, i + 1)))).toBeLessThan(1e-12);
+      expect(relativeLogitError(cached, reference.recompute(tokens.slice(0, i + 1)))).toBeLessThan(1e-12);
     }
   });
 
   it("depends on the order of the tokens (positions reach the attention)", () => {
     const a = reference.recompute([10, 20, 30]);
     const b = reference.recompute([20, 10, 30]);
-    expect(relativeError(a, b)).toBeGreaterThan(1e-3);
+    expect(relativeLogitError(a, b)).toBeGreaterThan(1e-3);
   });
 });

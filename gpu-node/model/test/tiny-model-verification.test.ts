@@ -11,7 +11,7 @@ import { ModelRunner } from "../../runner/model-runner.ts";
 import { tinyConfig } from "../cli/tiny-model.ts";
 import { RandomWeights } from "../random-weights.ts";
 import { writeModel } from "../write-model.ts";
-import { ReferencePhi3 } from "./reference-forward.ts";
+import { ReferencePhi3, relativeLogitError } from "./reference-forward.ts";
 import { seededUniform } from "./random-hf-checkpoint.ts";
 
 const SEED = 3;
@@ -32,16 +32,6 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < expected.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(actual[i] - expected[i]));
-    maxRef = Math.max(maxRef, Math.abs(expected[i]));
-  }
-  return maxDiff / maxRef;
-}
-
 it("tiny model (vocabulary 100352): prefill and 8 cached decode steps match the float64 reference", async () => {
   expect(config.vocabSize).toBe(100_352);
   const random = seededUniform(9);
@@ -51,9 +41,9 @@ it("tiny model (vocabulary 100352): prefill and 8 cached decode steps match the 
   const cache = reference.newCache();
   const logits = await runner.forward([{ tokens: prompt, pastLen: 0, blockTable: table }]);
   expect(logits.length).toBe(config.vocabSize);
-  expect(relativeError(logits, reference.forward(cache, prompt))).toBeLessThan(1e-4);
+  expect(relativeLogitError(logits, reference.forward(cache, prompt))).toBeLessThan(1e-4);
   for (let i = 32; i < tokens.length; i++) {
     const step = await runner.forward([{ tokens: [tokens[i]], pastLen: i, blockTable: table }]);
-    expect(relativeError(step, reference.forward(cache, [tokens[i]])), `decode step at position ${i}`).toBeLessThan(1e-4);
+    expect(relativeLogitError(step, reference.forward(cache, [tokens[i]])), `decode step at position ${i}`).toBeLessThan(1e-4);
   }
 });
