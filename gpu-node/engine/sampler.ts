@@ -222,6 +222,8 @@ function sortKeys(h: Float64Array, n: number): void {
 /** Buckets of the top_p histogram: quarter-nats of distance below the max (the last one takes the rest). */
 const HIST_PER_NAT = 4;
 const HIST_BUCKETS = -EXP_FLOOR * HIST_PER_NAT;
+/** Each coarse bucket splits into this many when the top_p cut falls inside it. */
+const FINE_BUCKETS = 256;
 
 interface CompiledBias { ids: Int32Array; values: Float32Array }
 const compiledBiases = new WeakMap<Record<number, number>, CompiledBias>();
@@ -241,6 +243,13 @@ export class Sampler {
   /** candidate keys (top_k heap, top_p survivors), then their cumulative weights. */
   private readonly keys: Float64Array;
   private readonly cumulative: Float64Array;
+  /** top_p without top_k: every token's weight, and the ids inside the nucleus's inner buckets. */
+  private readonly weights: Float64Array;
+  private readonly depth: Float64Array;
+  private readonly innerIds: Int32Array;
+  private readonly edgeIds: Int32Array;
+  private readonly edgeFine: Uint8Array;
+  private readonly fineHistogram = new Float64Array(256);
   private readonly histogram = new Float64Array(HIST_BUCKETS);
   private readonly topHeap = new Float64Array(32);
 
@@ -249,6 +258,11 @@ export class Sampler {
     this.vocabSize = vocabSize;
     this.keys = new Float64Array(vocabSize);
     this.cumulative = new Float64Array(vocabSize);
+    this.weights = new Float64Array(vocabSize);
+    this.innerIds = new Int32Array(vocabSize);
+    this.depth = new Float64Array(vocabSize);
+    this.edgeIds = new Int32Array(vocabSize);
+    this.edgeFine = new Uint8Array(vocabSize);
   }
 
   /**
@@ -271,7 +285,7 @@ export class Sampler {
     } else if (topK > 0) {
       const n = this.selectTopK(logits, offset, topK);
       rowMax = logits[offset + keyId(this.keys[0])];
-      token = this.drawFromRanked(logits, offset, n, params, NaN, u);
+      token = this.drawFromRanked(logits, offset, n, params, u);
     } else {
       token = this.argmax(logits, offset);
       rowMax = logits[offset + token];
@@ -351,10 +365,9 @@ export class Sampler {
 
   /**
    * Draws from ranked candidates keys[0..n) (best first): weights relative to the best, min_p and top_p
-   * cuts, then the inverse CDF at u. `total` is the mass of the whole distribution when the candidates
-   * are only its head (top_p without top_k), NaN when the candidates are the distribution.
+   * cuts, then the inverse CDF at u.
    */
-  private drawFromRanked(row: Float32Array, offset: number, n: number, p: SamplingParams, total: number, u: number): number {
+  private drawFromRanked(row: Float32Array, offset: number, n: number, p: SamplingParams, u: number): number {
     const keys = this.keys;
     const cum = this.cumulative;
     const invT = 1 / p.temperature;
@@ -368,7 +381,7 @@ export class Sampler {
       cum[kept] = sum;
     }
     if (p.topP < 1) {
-      const nucleus = p.topP * (Number.isNaN(total) ? sum : total);
+      const nucleus = p.topP * sum;
       // Keep a token while the mass ranked above it is below top_p (vLLM's rule: at least one survives).
       let cut = 1;
       while (cut < kept && cum[cut - 1] < nucleus) cut++;
@@ -378,39 +391,92 @@ export class Sampler {
     return keyId(keys[this.searchCumulative(kept, u * sum)]);
   }
 
-  /** top_p over the whole vocabulary: exact normaliser + mass histogram, then rank only the head. */
+  /**
+   * top_p over the whole vocabulary. Pass 1: exact weights, their total, and a histogram of mass by
+   * quarter-nat distance below the max. Buckets wholly inside the top_p mass are in the nucleus as they
+   * are; the bucket where the mass crosses top_p is split again into 256 finer buckets, and only the fine
+   * bucket where it crosses is ranked (sorted) to place the exact cut. The draw walks the nucleus in that
+   * order: inner tokens by id, then the ranked tokens best first.
+   */
   private drawNucleus(row: Float32Array, offset: number, max: number, p: SamplingParams, u: number): number {
     const V = this.vocabSize;
     const hist = this.histogram;
     hist.fill(0);
-    const invT = 1 / p.temperature;
+    const scale = HIST_PER_NAT / p.temperature;
     const minP = p.minP;
-    const weights = this.cumulative;
+    const weights = this.weights;
+    const depth = this.depth;
     let total = 0;
     for (let i = 0; i < V; i++) {
-      const d = (row[offset + i] - max) * invT;
-      let w = expNonPositive(d);
+      const dist = (max - row[offset + i]) * scale; // quarter-nats below the max, ≥ 0
+      let w = expNonPositive(-dist / HIST_PER_NAT);
       if (w < minP) w = 0;
       weights[i] = w;
       if (w === 0) continue;
       total += w;
-      const b = (-d * HIST_PER_NAT) | 0;
+      depth[i] = dist;
+      const b = dist | 0;
       hist[b < HIST_BUCKETS ? b : HIST_BUCKETS - 1] += w;
     }
     const nucleus = p.topP * total;
-    let last = 0;
-    for (let acc = hist[0]; acc < nucleus && last < HIST_BUCKETS - 1;) acc += hist[++last];
-    const keys = this.keys;
-    let n = 0;
+    let boundary = 0;
+    for (let above = 0; boundary < HIST_BUCKETS - 1 && above + hist[boundary] < nucleus; boundary++) above += hist[boundary];
+
+    // Inner tokens (coarse buckets above the boundary) by id; boundary tokens set aside with their fine bucket.
+    const inner = this.innerIds;
+    const edge = this.edgeIds;
+    const fine = this.fineHistogram;
+    fine.fill(0);
+    let nInner = 0;
+    let nEdge = 0;
+    let innerMass = 0;
     for (let i = 0; i < V; i++) {
-      if (weights[i] === 0) continue;
-      const x = row[offset + i];
-      const d = (x - max) * invT; // the same expression as above, so the same bucket
-      const b = (-d * HIST_PER_NAT) | 0;
-      if ((b < HIST_BUCKETS ? b : HIST_BUCKETS - 1) <= last) keys[n++] = rankKey(x, i);
+      const w = weights[i];
+      if (w === 0) continue;
+      let b = depth[i] | 0;
+      if (b >= HIST_BUCKETS) b = HIST_BUCKETS - 1;
+      if (b < boundary) {
+        inner[nInner++] = i;
+        innerMass += w;
+      } else if (b === boundary) {
+        let f = ((depth[i] - boundary) * FINE_BUCKETS) | 0;
+        if (f >= FINE_BUCKETS) f = FINE_BUCKETS - 1;
+        this.edgeFine[nEdge] = f;
+        edge[nEdge++] = i;
+        fine[f] += w;
+      }
     }
-    sortKeys(keys, n);
-    return this.drawFromRanked(row, offset, n, p, total, u);
+    let cross = 0;
+    for (let above = innerMass; cross < FINE_BUCKETS - 1 && above + fine[cross] < nucleus; cross++) above += fine[cross];
+    const keys = this.keys;
+    let nRanked = 0;
+    for (let j = 0; j < nEdge; j++) {
+      const f = this.edgeFine[j];
+      const id = edge[j];
+      if (f < cross) {
+        inner[nInner++] = id;
+        innerMass += weights[id];
+      } else if (f === cross) {
+        keys[nRanked++] = rankKey(row[offset + id], id);
+      }
+    }
+    sortKeys(keys, nRanked);
+    // Keep a ranked token while the mass ranked above it is below top_p (vLLM's rule).
+    let mass = innerMass;
+    let kept = 0;
+    while (kept < nRanked && (mass < nucleus || (kept === 0 && nInner === 0))) mass += weights[keyId(keys[kept++])];
+
+    const target = u * mass;
+    let cum = 0;
+    for (let j = 0; j < nInner; j++) {
+      cum += weights[inner[j]];
+      if (cum > target) return inner[j];
+    }
+    for (let j = 0; j < kept; j++) {
+      cum += weights[keyId(keys[j])];
+      if (cum > target) return keyId(keys[j]);
+    }
+    return kept > 0 ? keyId(keys[kept - 1]) : inner[nInner - 1];
   }
 
   /** No truncation but min_p: inverse CDF over the vocabulary in id order. */
