@@ -209,9 +209,9 @@ export class JobConsumer {
     if (published.end !== null) return this.settleEnded(held, published.end);
     const modelError = unknownModelError(chat.request.model, this.deps.servedModelId);
     if (modelError) return this.reject(held, target, modelError, published.entries);
-    if (cancelRaised) held.cancelRequested = true;
-
     publisher.open(target, published.entries);
+    if (cancelRaised || held.cancelRequested) return this.endCancelledUnstarted(held, chat.request.n, published);
+
     const resumed = published.start !== null;
     if (resumed) metrics.resumed.inc();
     log.info({ jobId: id, n: chat.request.n, resumedEntries: published.entries, attempt: job.attemptsStarted }, resumed ? "job resumed" : "job started");
@@ -287,6 +287,27 @@ export class JobConsumer {
       if (event.type === "done" || event.type === "error") return event;
     }
     return null;
+  }
+
+  /**
+   * The client left before this node started the job: end the stream with `done` + cancelled without
+   * spending engine work on it (usage counts what an earlier node published, if anything).
+   */
+  private async endCancelledUnstarted(held: HeldJob, n: number, published: PublishedProgress): Promise<void> {
+    const { publisher, metrics, log } = this.deps;
+    let completionTokens = 0;
+    for (const tokens of published.tokens) completionTokens += tokens.length;
+    const finishReasons = Array.from({ length: n }, (_, i) => published.finishReasons[i] ?? "stop");
+    publisher.append(held.id, {
+      type: "done", finishReasons, usage: { promptTokens: published.start?.promptTokens ?? 0, completionTokens }, cancelled: true,
+    });
+    if ((await publisher.settled(held.id)) === "lost") {
+      metrics.requests.inc({ outcome: "lost" });
+      return;
+    }
+    await held.job.moveToCompleted({ outcome: "cancelled", completionTokens }, held.token, false);
+    metrics.requests.inc({ outcome: "cancelled" });
+    log.info({ jobId: held.id, outcome: "cancelled" }, "job cancelled before it started");
   }
 
   /** A job refused before it reached the engine: one `error` entry, then failed without retry. */
