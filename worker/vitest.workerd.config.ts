@@ -3,6 +3,7 @@
  * project plus `deps.optimizer.ssr`. Without it, @cloudflare/vitest-pool-workers 0.15.1's module
  * fallback resolves ioredis's `require("debug")` (in built/utils/debug.js) to that file itself, and
  * importing ioredis dies with "Maximum call stack size exceeded".
+ * It also binds the optional REDIS_GATEWAY Durable Object, so worker/test/gateway.test.ts runs.
  * Run: npx vitest run --config worker/vitest.workerd.config.ts
  */
 import { builtinModules } from "node:module";
@@ -16,7 +17,11 @@ export default defineConfig({
     projects: [{
       plugins: [cloudflareTest({
         wrangler: { configPath: "./wrangler.toml" },
-        miniflare: { bindings: { DEV_API_KEY: "sk-test-dev-key", REDIS_PREFIX: "phi4test" } },
+        miniflare: {
+          bindings: { DEV_API_KEY: "sk-test-dev-key", REDIS_PREFIX: "phi4test" },
+          // The optional admission gateway (worker/redis-gateway.ts), so its test runs here.
+          durableObjects: { REDIS_GATEWAY: "RedisGateway" },
+        },
       })],
       test: {
         name: "worker",

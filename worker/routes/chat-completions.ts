@@ -10,11 +10,12 @@ import { redisKeys } from "../../shared/redis-keys.ts";
 import { sha256Hex } from "../api-key.ts";
 import type { AppEnv } from "../app-env.ts";
 import { estimatePromptTokens, readChatRequest } from "../chat-request.ts";
-import { saveMeta, type CompletionMeta } from "../completion-meta.ts";
+import { admitAndEnqueue, type AdmissionTicket } from "../admission.ts";
+import type { CompletionMeta } from "../completion-meta.ts";
 import { CompletionSession } from "../completion-session.ts";
-import { chatQueue, checkQueueDepth, enqueueChat } from "../queue.ts";
-import { admit, release, type Admission } from "../rate-limit.ts";
-import { asServiceError, closeRedis, openRedis } from "../redis.ts";
+import type { Admission } from "../rate-limit.ts";
+import { asServiceError, closeRedis, openRedis, type RedisClient } from "../redis.ts";
+import { reviveGatewayError, type RedisGateway } from "../redis-gateway.ts";
 import { collectCompletion, holdForFirstToken, relaySSE } from "../relay.ts";
 import { StreamReader } from "../stream-reader.ts";
 import { waitUntilOf } from "../wait-until.ts";
@@ -49,19 +50,38 @@ export async function chatCompletions(c: Context<AppEnv>): Promise<Response> {
     includeUsage: request.includeUsage,
   };
 
-  const redis = await openRedis(config.redisUrl);
-  let admission: Admission | null = null;
-  try {
-    const queue = chatQueue(redis, keys);
-    await checkQueueDepth(queue, config.maxQueueDepth);
-    admission = await admit(redis, keys, caller.keyHash, caller.limits, id, admissionTokens(request));
-    await saveMeta(redis, keys, id, meta);
-    await enqueueChat(queue, job);
-    await queue.close();
-  } catch (err) {
-    if (admission) await release(redis, keys, caller.keyHash, id, admission, 0).catch(() => {});
-    await closeRedis(redis);
-    throw asServiceError(err);
+  const ticket: AdmissionTicket = {
+    keyHash: caller.keyHash, limits: caller.limits, job, meta,
+    estimatedTokens: admissionTokens(request), maxQueueDepth: config.maxQueueDepth,
+  };
+  let redis: RedisClient;
+  let admission: Admission;
+  if (c.env.REDIS_GATEWAY) {
+    // Experiment: admission on the gateway's long-lived connection; the relay still needs its own.
+    const gateway = c.env.REDIS_GATEWAY.get(c.env.REDIS_GATEWAY.idFromName("gateway")) as unknown as RedisGateway;
+    const [outcome, relayRedis] = await Promise.all([
+      gateway.admitAndEnqueue(config.redisUrl, config.redisPrefix, ticket),
+      openRedis(config.redisUrl).catch((err: unknown) => err as Error),
+    ]);
+    if (relayRedis instanceof Error) {
+      // Admitted but unservable: take the job back rather than leave a node computing for no one.
+      if (outcome.ok) await gateway.withdraw(config.redisUrl, config.redisPrefix, id, caller.keyHash, outcome.admission).catch(() => {});
+      throw asServiceError(relayRedis);
+    }
+    if (!outcome.ok) {
+      await closeRedis(relayRedis);
+      throw reviveGatewayError(outcome.error);
+    }
+    redis = relayRedis;
+    admission = outcome.admission;
+  } else {
+    redis = await openRedis(config.redisUrl);
+    try {
+      admission = await admitAndEnqueue(redis, keys, ticket);
+    } catch (err) {
+      await closeRedis(redis);
+      throw asServiceError(err);
+    }
   }
 
   const session = new CompletionSession(redis, keys, id, config.redisUrl, { keyHash: caller.keyHash, admission }, waitUntilOf(c));
