@@ -4,6 +4,7 @@
  */
 import { Hono } from "hono";
 import { cors } from "hono/cors";
+import { ApiError } from "../shared/errors.ts";
 import type { AppEnv } from "./app-env.ts";
 import { authenticate } from "./auth.ts";
 import { edgeConfig } from "./env.ts";
@@ -28,7 +29,11 @@ app.use("*", async (c, next) => {
   await next();
 });
 
-app.onError((err) => errorResponse(toApiError(err)));
+app.onError((err) => {
+  // Only what went wrong, never the request (keys and prompts stay out of logs).
+  if (!(err instanceof ApiError)) console.error(`unhandled ${err.name}: ${err.message}`);
+  return errorResponse(toApiError(err));
+});
 app.notFound((c) => errorResponse(notFound(`Unknown request URL: ${c.req.method} ${new URL(c.req.url).pathname.slice(0, 200)}.`, "unknown_url")));
 
 app.use("/v1/*", async (c, next) => {

@@ -12,6 +12,7 @@ import type { StreamEvent } from "../shared/protocol.ts";
 import type { CompletionMeta } from "./completion-meta.ts";
 import { ChunkRenderer, CompletionAssembler } from "./completion-render.ts";
 import type { CompletionSession } from "./completion-session.ts";
+import { chatQueue } from "./queue.ts";
 import { redisUnavailable } from "./redis.ts";
 import type { StreamEntry, StreamReader } from "./stream-reader.ts";
 
@@ -28,6 +29,20 @@ function relayFailure(err: unknown): ApiError {
     return new ApiError(500, "server_error", "The GPU node speaks another protocol version.", "protocol_mismatch");
   }
   return redisUnavailable();
+}
+
+/**
+ * A job BullMQ gave up on (every attempt failed) without its node appending `error` would leave the
+ * client waiting forever: checked whenever the stream has been quiet for a keep-alive interval.
+ */
+async function failedJob(session: CompletionSession): Promise<ApiError | null> {
+  const queue = chatQueue(session.redis, session.keys);
+  try {
+    if ((await queue.getJobState(session.id)) !== "failed") return null;
+  } finally {
+    await queue.close().catch(() => {});
+  }
+  return new ApiError(500, "server_error", "The request failed on every GPU node it was tried on.", "job_failed");
 }
 
 export interface HeldStart {
@@ -69,6 +84,12 @@ export function relaySSE(
         if (session.abandoned) return;
         if (entries.length === 0) {
           if (Date.now() - lastWrite >= keepAliveMs) {
+            const failed = await failedJob(session);
+            if (failed) {
+              await stream.writeSSE({ data: JSON.stringify(failed.toBody()) });
+              await session.finish(null, false);
+              return;
+            }
             await stream.write(KEEP_ALIVE_COMMENT);
             lastWrite = Date.now();
           }
@@ -105,15 +126,27 @@ async function writeEntries(stream: SSEStreamingApi, renderer: ChunkRenderer, se
 /** Waits for `done` and answers one chat.completion; a node error at any point is the HTTP error. */
 export async function collectCompletion(
   session: CompletionSession, reader: StreamReader, meta: CompletionMeta, prices: Prices, signal: AbortSignal | undefined,
+  watchdogMs: number,
 ): Promise<Response> {
   const assembler = new CompletionAssembler(session.id, meta, prices);
+  let lastEvent = Date.now();
   try {
     for (;;) {
       if (signal?.aborted) {
         session.abandon();
         return new Response(null, { status: 499 });
       }
-      for (const { event } of await reader.read(1000)) {
+      const entries = await reader.read(1000);
+      if (entries.length > 0) lastEvent = Date.now();
+      else if (Date.now() - lastEvent >= watchdogMs) {
+        lastEvent = Date.now();
+        const failed = await failedJob(session);
+        if (failed) {
+          await session.finish(null, false);
+          throw failed;
+        }
+      }
+      for (const { event } of entries) {
         if (event.type === "delta") assembler.add(event);
         else if (event.type === "done") {
           await session.finish(event.usage, true);

@@ -86,7 +86,11 @@ export async function chatCompletions(c: Context<AppEnv>): Promise<Response> {
 
   const session = new CompletionSession(redis, keys, id, config.redisUrl, { keyHash: caller.keyHash, admission }, waitUntilOf(c));
   const reader = new StreamReader(redis, keys.stream(id));
-  if (!request.stream) return collectCompletion(session, reader, meta, config.prices, c.req.raw.signal);
+  if (!request.stream) {
+    const response = await collectCompletion(session, reader, meta, config.prices, c.req.raw.signal, config.sseKeepAliveMs);
+    response.headers.set("x-request-id", id);
+    return response;
+  }
 
   let held;
   try {

@@ -149,3 +149,32 @@ describe("POST /v1/chat/completions, streaming", () => {
     }
   });
 });
+
+describe("a job BullMQ gave up on", () => {
+  /** What BullMQ leaves behind after the last failed attempt: the job id in the failed set. */
+  async function markFailed(id: string) {
+    await edge.redis.multi().lrem(`${edge.prefix}:chat:wait`, 0, id).zadd(`${edge.prefix}:chat:failed`, Date.now(), id).exec();
+  }
+
+  it("ends a waiting non-streaming request with a 500 job_failed instead of waiting forever", async () => {
+    const responding = edge.chat(hello(), undefined, undefined, { SSE_KEEPALIVE_MS: "100" });
+    let id: string | undefined;
+    for (let i = 0; i < 200 && !id; i++) {
+      id = (await edge.redis.lrange(`${edge.prefix}:chat:wait`, 0, 0))[0];
+      if (!id) await new Promise((r) => setTimeout(r, 10));
+    }
+    await markFailed(id!);
+    const response = await responding;
+    expect(response.status).toBe(500);
+    expect(await response.json()).toMatchObject({ error: { type: "server_error", code: "job_failed" } });
+  });
+
+  it("ends an open stream with an in-stream job_failed error", async () => {
+    const responding = edge.chat(hello({ stream: true }), undefined, undefined, { SSE_HOLD_MS: "10", SSE_KEEPALIVE_MS: "100" });
+    const response = await responding;
+    const id = response.headers.get("x-request-id")!;
+    await markFailed(id);
+    const { events } = await readSSE(response);
+    expect(JSON.parse(events.at(-1)!.data)).toMatchObject({ error: { code: "job_failed" } });
+  });
+});
