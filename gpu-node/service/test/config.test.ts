@@ -1,0 +1,48 @@
+/** Configuration from the environment: laptop defaults, and one clear line + exit 2 for a bad value. */
+import { describe, expect, it } from "vitest";
+import { ConfigError, parseNodeConfig } from "../config.ts";
+import { spawnNode } from "./node-process.ts";
+
+describe("parseNodeConfig", () => {
+  it("serves the tiny model against local Redis by default", () => {
+    const c = parseNodeConfig({});
+    expect(c).toMatchObject({
+      redisUrl: "redis://127.0.0.1:6379", redisPrefix: "phi4", modelDir: null, ep: "cpu", servedModelId: "microsoft/phi-4",
+      maxBatch: 32, kvBlockSize: 16, metricsPort: 9464, drainTimeoutMs: 30_000, lockDurationMs: 30_000, streamTtlSeconds: 600,
+    });
+  });
+
+  it.each([
+    ["MAX_BATCH", "lots", /MAX_BATCH must be an integer/],
+    ["MAX_BATCH", "0", /MAX_BATCH must be an integer between 1/],
+    ["KV_CACHE_TOKENS", "-5", /KV_CACHE_TOKENS/],
+    ["KV_BLOCK_SIZE", "2.5", /KV_BLOCK_SIZE/],
+    ["ORT_EP", "tpu", /ORT_EP must be 'cpu' or 'cuda'/],
+    ["REDIS_URL", "http://x", /REDIS_URL must be a redis/],
+    ["REDIS_PREFIX", "a b", /REDIS_PREFIX/],
+    ["METRICS_PORT", "70000", /METRICS_PORT/],
+    ["DRAIN_TIMEOUT_MS", "soon", /DRAIN_TIMEOUT_MS/],
+  ])("rejects %s=%s naming the variable", (name, value, message) => {
+    expect(() => parseNodeConfig({ [name]: value })).toThrow(ConfigError);
+    expect(() => parseNodeConfig({ [name]: value })).toThrow(message);
+  });
+
+  it("rejects a KV cache smaller than one block", () => {
+    expect(() => parseNodeConfig({ KV_CACHE_TOKENS: "8", KV_BLOCK_SIZE: "16" })).toThrow(/at least one block/);
+  });
+});
+
+describe("npm run gpu-node with a bad setting", () => {
+  it.each([
+    [{ MAX_BATCH: "many" }, /^gpu-node: MAX_BATCH must be an integer/],
+    [{ MODEL_DIR: "/nonexistent/model" }, /^gpu-node: MODEL_DIR: .*missing model-config.json/],
+  ])("prints one line and exits 2 (%o)", async (env, line) => {
+    const child = spawnNode({ prefix: "phi4test-config", modelDir: env.MODEL_DIR ?? "/nonexistent", name: "config", env });
+    let stderr = "";
+    child.stderr!.setEncoding("utf8").on("data", (s: string) => (stderr += s));
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    expect(code).toBe(2);
+    expect(stderr.trim().split("\n")).toHaveLength(1);
+    expect(stderr.trim()).toMatch(line);
+  });
+});

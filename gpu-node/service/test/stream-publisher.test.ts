@@ -1,0 +1,95 @@
+/**
+ * The stream publisher against real Redis: one entry per event in order, one pipeline per turn, the
+ * finished TTL after `done`, and the two fences (job lock, expected length) that keep a stream a
+ * gap-free, duplicate-free prefix of the request's events.
+ */
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { decodeStreamEvent, type StreamEvent } from "../../../shared/protocol.ts";
+import { StreamPublisher, type StreamTarget } from "../stream-publisher.ts";
+import { uniquePrefix } from "./chat-jobs.ts";
+
+const prefix = uniquePrefix("publisher");
+let redis: Redis;
+const lost: Array<[string, string]> = [];
+let publisher: StreamPublisher;
+
+beforeAll(() => {
+  redis = new Redis("redis://127.0.0.1:6379");
+  publisher = new StreamPublisher(redis, 60, 3600, (id, reason) => lost.push([id, reason]));
+});
+
+afterAll(async () => {
+  const keys = await redis.keys(`${prefix}:*`);
+  if (keys.length > 0) await redis.del(...keys);
+  redis.disconnect();
+});
+
+async function target(id: string): Promise<StreamTarget> {
+  const t = { id, streamKey: `${prefix}:stream:${id}`, lockKey: `${prefix}:chat:${id}:lock`, token: `token-${id}` };
+  await redis.set(t.lockKey, t.token, "PX", 10_000);
+  return t;
+}
+
+async function read(t: StreamTarget): Promise<StreamEvent[]> {
+  return ((await redis.xrange(t.streamKey, "-", "+")) as Array<[string, string[]]>).map(([, f]) => decodeStreamEvent(f));
+}
+
+const start: StreamEvent = { type: "start", promptTokens: 3, n: 1, seed: "1", node: "t" };
+const delta = (i: number): StreamEvent => ({ type: "delta", index: 0, text: `t${i}`, tokens: [i] });
+const done: StreamEvent = { type: "done", finishReasons: ["length"], usage: { promptTokens: 3, completionTokens: 3 } };
+
+describe("StreamPublisher", () => {
+  it("writes one entry per event, in order, one pipeline per turn, and sets the finished TTL after done", async () => {
+    const a = await target("a");
+    const b = await target("b");
+    publisher.open(a, 0);
+    publisher.open(b, 0);
+    const before = publisher.stats().flushes;
+    publisher.append("a", start);
+    publisher.append("b", start);
+    publisher.append("a", delta(1));
+    expect(await publisher.settled("a")).toBe("written");
+    expect(publisher.stats().flushes - before).toBe(1);
+    expect(await redis.ttl(a.streamKey)).toBeGreaterThan(60); // live TTL while running
+
+    publisher.append("a", delta(2));
+    publisher.append("a", done);
+    expect(await publisher.settled("a")).toBe("written");
+    expect(await read(a)).toEqual([start, delta(1), delta(2), done]);
+    expect(await read(b)).toEqual([start]);
+    const ttl = await redis.ttl(a.streamKey);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(60);
+  });
+
+  it("writes nothing once the job's lock belongs to someone else, and reports the request lost", async () => {
+    const c = await target("c");
+    publisher.open(c, 0);
+    publisher.append("c", start);
+    expect(await publisher.settled("c")).toBe("written");
+    await redis.set(c.lockKey, "another-node", "PX", 10_000);
+    publisher.append("c", delta(1));
+    expect(await publisher.settled("c")).toBe("lost");
+    publisher.append("c", delta(2));
+    expect(await publisher.settled("c")).toBe("lost");
+    expect(await read(c)).toEqual([start]);
+    expect(lost).toContainEqual(["c", "job lock lost"]);
+  });
+
+  it("refuses to write when the stream is not the length this node expects (no gap, no duplicate)", async () => {
+    const d = await target("d");
+    await redis.xadd(d.streamKey, "*", "v", "1", "e", JSON.stringify(start));
+    publisher.open(d, 0); // believes the stream is empty: it is not
+    publisher.append("d", start);
+    expect(await publisher.settled("d")).toBe("lost");
+    expect(await read(d)).toEqual([start]);
+
+    const e = await target("e");
+    await redis.xadd(e.streamKey, "*", "v", "1", "e", JSON.stringify(start));
+    publisher.open(e, 1); // a failover: continues after the one entry there
+    publisher.append("e", delta(1));
+    expect(await publisher.settled("e")).toBe("written");
+    expect(await read(e)).toEqual([start, delta(1)]);
+  });
+});
