@@ -17,7 +17,7 @@
  * only the tokens inside the bucket that reaches top_p. Penalties touch only tokens already seen.
  * The hot path allocates nothing but the result (scratch lives in the Sampler, one per step loop).
  */
-import { VOCAB_SIZE } from "../../shared/limits.ts";
+import { MAX_TOP_LOGPROBS, VOCAB_SIZE } from "../../shared/limits.ts";
 
 export interface SamplingParams {
   temperature: number;
@@ -219,11 +219,10 @@ function sortKeys(h: Float64Array, n: number): void {
   }
 }
 
-/** Buckets of the top_p histogram: quarter-nats of distance below the max (the last one takes the rest). */
-const HIST_PER_NAT = 4;
-const HIST_BUCKETS = -EXP_FLOOR * HIST_PER_NAT;
-/** Each coarse bucket splits into this many when the top_p cut falls inside it. */
-const FINE_BUCKETS = 256;
+/** top_p histogram: buckets of 1/4 bit below the max (64 exp-table steps), each split into 64 fine ones. */
+const FINE_BITS = 6;
+const FINE_BUCKETS = 1 << FINE_BITS;
+const HIST_BUCKETS = (POW2_TABLE.length >> FINE_BITS) + 1;
 
 interface CompiledBias { ids: Int32Array; values: Float32Array }
 const compiledBiases = new WeakMap<Record<number, number>, CompiledBias>();
@@ -245,13 +244,14 @@ export class Sampler {
   private readonly cumulative: Float64Array;
   /** top_p without top_k: every token's weight, and the ids inside the nucleus's inner buckets. */
   private readonly weights: Float64Array;
-  private readonly depth: Float64Array;
   private readonly innerIds: Int32Array;
   private readonly edgeIds: Int32Array;
   private readonly edgeFine: Uint8Array;
-  private readonly fineHistogram = new Float64Array(256);
+  private readonly fineHistogram = new Float64Array(FINE_BUCKETS);
   private readonly histogram = new Float64Array(HIST_BUCKETS);
-  private readonly topHeap = new Float64Array(32);
+  private readonly topHeap = new Float64Array(MAX_TOP_LOGPROBS);
+  /** Σ exp(x - max) over the row when the draw computed it at temperature 1 (else NaN), for logprobs. */
+  private fullTotal = NaN;
 
   constructor(vocabSize: number = VOCAB_SIZE) {
     if (vocabSize > ID_SPAN) throw new RangeError(`vocabulary of ${vocabSize} exceeds ${ID_SPAN}`);
@@ -260,7 +260,6 @@ export class Sampler {
     this.cumulative = new Float64Array(vocabSize);
     this.weights = new Float64Array(vocabSize);
     this.innerIds = new Int32Array(vocabSize);
-    this.depth = new Float64Array(vocabSize);
     this.edgeIds = new Int32Array(vocabSize);
     this.edgeFine = new Uint8Array(vocabSize);
   }
@@ -278,14 +277,16 @@ export class Sampler {
 
     let token: number;
     let rowMax = NaN;
+    let ranked = 0;
+    this.fullTotal = NaN;
     const topK = params.topK > 0 && params.topK < V ? params.topK : 0;
     if (params.temperature === 0 || topK === 1) {
       token = this.argmax(logits, offset);
       rowMax = logits[offset + token];
     } else if (topK > 0) {
-      const n = this.selectTopK(logits, offset, topK);
+      ranked = this.selectTopK(logits, offset, topK);
       rowMax = logits[offset + keyId(this.keys[0])];
-      token = this.drawFromRanked(logits, offset, n, params, u);
+      token = this.drawFromRanked(logits, offset, ranked, params, u);
     } else {
       token = this.argmax(logits, offset);
       rowMax = logits[offset + token];
@@ -295,9 +296,23 @@ export class Sampler {
     }
 
     if (!params.logprobs) return { token, logprob: NaN, top: null };
-    if (Number.isNaN(rowMax)) rowMax = logits[offset + this.argmax(logits, offset)];
-    const logZ = rowMax + Math.log(this.normaliser(logits, offset, rowMax));
-    return { token, logprob: logits[offset + token] - logZ, top: this.topLogprobs(logits, offset, params.topLogprobs, logZ) };
+    // At temperature 1 without min_p the draw already summed the normaliser; top_k already ranked the head.
+    const z = Number.isNaN(this.fullTotal) ? this.normaliser(logits, offset, rowMax) : this.fullTotal;
+    const logZ = rowMax + Math.log(z);
+    const top = ranked >= params.topLogprobs
+      ? this.rankedLogprobs(logits, offset, Math.min(params.topLogprobs, MAX_TOP_LOGPROBS), logZ)
+      : this.topLogprobs(logits, offset, params.topLogprobs, logZ);
+    return { token, logprob: logits[offset + token] - logZ, top };
+  }
+
+  /** The first `count` ranked candidates (keys[0..), best first) with their logprobs. */
+  private rankedLogprobs(row: Float32Array, offset: number, count: number, logZ: number): Array<{ token: number; logprob: number }> {
+    const top = new Array<{ token: number; logprob: number }>(count);
+    for (let i = 0; i < count; i++) {
+      const token = keyId(this.keys[i]);
+      top[i] = { token, logprob: row[offset + token] - logZ };
+    }
+    return top;
   }
 
   private applyBiasAndPenalties(row: Float32Array, offset: number, p: SamplingParams, counts: TokenCounts): void {
@@ -392,37 +407,45 @@ export class Sampler {
   }
 
   /**
-   * top_p over the whole vocabulary. Pass 1: exact weights, their total, and a histogram of mass by
-   * quarter-nat distance below the max. Buckets wholly inside the top_p mass are in the nucleus as they
-   * are; the bucket where the mass crosses top_p is split again into 256 finer buckets, and only the fine
-   * bucket where it crosses is ranked (sorted) to place the exact cut. The draw walks the nucleus in that
-   * order: inner tokens by id, then the ranked tokens best first.
+   * top_p over the whole vocabulary. Pass 1: exact weights and their total, plus a histogram of mass by
+   * distance below the max in steps of 1/4 bit, read off the exponent the exp already computes. Buckets
+   * wholly inside the top_p mass are in the nucleus as they are; the bucket where the mass crosses
+   * top_p splits into 64 finer ones (1/256 bit), and only the fine bucket where it crosses is ranked
+   * (sorted) to place the exact cut. The draw walks the nucleus in that order: inner tokens by id, then
+   * the ranked tokens best first.
    */
   private drawNucleus(row: Float32Array, offset: number, max: number, p: SamplingParams, u: number): number {
     const V = this.vocabSize;
     const hist = this.histogram;
     hist.fill(0);
-    const scale = HIST_PER_NAT / p.temperature;
+    const invT = 1 / p.temperature;
     const minP = p.minP;
     const weights = this.weights;
-    const depth = this.depth;
     let total = 0;
     for (let i = 0; i < V; i++) {
-      const dist = (max - row[offset + i]) * scale; // quarter-nats below the max, ≥ 0
-      let w = expNonPositive(-dist / HIST_PER_NAT);
-      if (w < minP) w = 0;
+      // expNonPositive, inlined to keep its table index n: the bucket is -n / 64.
+      const d = (row[offset + i] - max) * invT;
+      if (!(d > EXP_FLOOR)) {
+        weights[i] = 0;
+        continue;
+      }
+      const n = (d * EXP_SCALE) | 0;
+      const r = d - n * EXP_STEP;
+      const w = POW2_TABLE[-n] * (1 + r * (1 + r * (0.5 + r * (0.16666666666666666 + r * 0.041666666666666664))));
+      if (w < minP) {
+        weights[i] = 0;
+        continue;
+      }
       weights[i] = w;
-      if (w === 0) continue;
       total += w;
-      depth[i] = dist;
-      const b = dist | 0;
-      hist[b < HIST_BUCKETS ? b : HIST_BUCKETS - 1] += w;
+      hist[-n >> FINE_BITS] += w;
     }
+    if (invT === 1 && minP === 0) this.fullTotal = total;
     const nucleus = p.topP * total;
     let boundary = 0;
     for (let above = 0; boundary < HIST_BUCKETS - 1 && above + hist[boundary] < nucleus; boundary++) above += hist[boundary];
 
-    // Inner tokens (coarse buckets above the boundary) by id; boundary tokens set aside with their fine bucket.
+    // Inner tokens (buckets above the boundary) by id; boundary tokens set aside with their fine bucket.
     const inner = this.innerIds;
     const edge = this.edgeIds;
     const fine = this.fineHistogram;
@@ -433,14 +456,13 @@ export class Sampler {
     for (let i = 0; i < V; i++) {
       const w = weights[i];
       if (w === 0) continue;
-      let b = depth[i] | 0;
-      if (b >= HIST_BUCKETS) b = HIST_BUCKETS - 1;
+      const steps = -(((row[offset + i] - max) * invT * EXP_SCALE) | 0); // the same n as above, bit for bit
+      const b = steps >> FINE_BITS;
       if (b < boundary) {
         inner[nInner++] = i;
         innerMass += w;
       } else if (b === boundary) {
-        let f = ((depth[i] - boundary) * FINE_BUCKETS) | 0;
-        if (f >= FINE_BUCKETS) f = FINE_BUCKETS - 1;
+        const f = steps & (FINE_BUCKETS - 1);
         this.edgeFine[nEdge] = f;
         edge[nEdge++] = i;
         fine[f] += w;
@@ -491,6 +513,7 @@ export class Sampler {
       if (w >= minP) sum += w;
       cum[i] = sum;
     }
+    if (invT === 1 && minP === 0) this.fullTotal = sum;
     return this.searchCumulative(V, u * sum);
   }
 

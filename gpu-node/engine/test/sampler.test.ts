@@ -307,14 +307,26 @@ describe("logprobs", () => {
   const sampler = new Sampler(VOCAB_SIZE);
   const row = lmLogits(VOCAB_SIZE, 31);
 
-  it("the chosen token's logprob is the log-softmax of the biased, penalised logits at temperature 1", () => {
-    const p = params({ temperature: 0.6, topP: 0.9, logprobs: true, topLogprobs: 5, logitBias: { 42: 5 } });
+  // Each sampling path computes the normaliser and the top list its own way; all must agree.
+  it.each<Partial<SamplingParams>>([
+    { temperature: 0.6, topP: 0.9 },
+    { topP: 0.9 },
+    {},
+    { topK: 50 },
+    { topK: 3, temperature: 1.4 },
+    { minP: 0.1 },
+    { temperature: 0 },
+  ])("the chosen token's logprob and the top list are the log-softmax of the biased logits: %j", (p) => {
+    const sp = params({ ...p, logprobs: true, topLogprobs: 5, logitBias: { 42: 5 } });
     const biased = row.slice();
     biased[42] += 5;
     const expected = logSoftmax(biased);
-    for (let i = 0; i < 20; i++) {
-      const r = draw(sampler, row, p, uniform(8n, 0, i));
+    const order = Array.from(expected.keys()).sort((a, b) => expected[b] - expected[a] || a - b).slice(0, 5);
+    for (let i = 0; i < 10; i++) {
+      const r = draw(sampler, row, sp, uniform(8n, 0, i));
       expect(r.logprob).toBeCloseTo(expected[r.token], 9);
+      expect(r.top!.map((t) => t.token)).toEqual(order);
+      for (const t of r.top!) expect(t.logprob).toBeCloseTo(expected[t.token], 9);
     }
   });
 
