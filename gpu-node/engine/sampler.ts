@@ -224,6 +224,36 @@ const FINE_BITS = 6;
 const FINE_BUCKETS = 1 << FINE_BITS;
 const HIST_BUCKETS = (POW2_TABLE.length >> FINE_BITS) + 1;
 
+/**
+ * The k highest logits of row[offset..offset+vocab) as ranking keys in heap[0..n), sorted best first
+ * (ties: lower id first; NaN never kept). One pass: a bounded max-heap of keys whose root is the worst
+ * kept candidate; most logits fail one comparison against it.
+ */
+function selectBest(row: Float32Array, offset: number, vocab: number, k: number, heap: Float64Array): number {
+  if (k <= 0) return 0;
+  const end = offset + vocab;
+  let j = offset;
+  let size = 0;
+  for (; j < end && size < k; j++) {
+    const x = row[j];
+    if (x !== x) continue;
+    heap[size] = rankKey(x, j - offset);
+    siftUp(heap, size++);
+  }
+  let worst = size > 0 ? row[offset + keyId(heap[0])] : -Infinity;
+  for (; j < end; j++) {
+    const x = row[j];
+    // Equal logits lose to the kept one: it has the lower id.
+    if (x > worst) {
+      heap[0] = rankKey(x, j - offset);
+      siftDown(heap, 0, size);
+      worst = row[offset + keyId(heap[0])];
+    }
+  }
+  sortKeys(heap, size);
+  return size;
+}
+
 interface CompiledBias { ids: Int32Array; values: Float32Array }
 const compiledBiases = new WeakMap<Record<number, number>, CompiledBias>();
 
@@ -342,40 +372,20 @@ export class Sampler {
   private argmax(row: Float32Array, offset: number): number {
     let best = -1;
     let max = -Infinity;
-    for (let i = 0; i < this.vocabSize; i++) {
-      const x = row[offset + i];
+    const end = offset + this.vocabSize;
+    for (let i = offset; i < end; i++) {
+      const x = row[i];
       if (x > max) { max = x; best = i; }
     }
-    if (best === -1) {
-      // Every logit is -Infinity or NaN: fall back to the first non-NaN.
-      for (let i = 0; i < this.vocabSize; i++) if (row[offset + i] === -Infinity) return i;
-      return 0;
-    }
-    return best;
+    if (best !== -1) return best - offset;
+    // Every logit is -Infinity or NaN: fall back to the first non-NaN.
+    for (let i = offset; i < end; i++) if (row[i] === -Infinity) return i - offset;
+    return 0;
   }
 
   /** The k best tokens as ranking keys in keys[0..n), best first. */
   private selectTopK(row: Float32Array, offset: number, k: number): number {
-    const h = this.keys;
-    let size = 0;
-    let worst = -Infinity;
-    for (let i = 0; i < this.vocabSize; i++) {
-      const x = row[offset + i];
-      if (size === k) {
-        // Equal logits lose to the kept one: it has the lower id.
-        if (!(x > worst)) continue;
-        h[0] = rankKey(x, i);
-        siftDown(h, 0, size);
-        worst = row[offset + keyId(h[0])];
-      } else {
-        if (x !== x) continue;
-        h[size] = rankKey(x, i);
-        siftUp(h, size++);
-        if (size === k) worst = row[offset + keyId(h[0])];
-      }
-    }
-    sortKeys(h, size);
-    return size;
+    return selectBest(row, offset, this.vocabSize, k, this.keys);
   }
 
   /**
@@ -422,9 +432,9 @@ export class Sampler {
     const minP = p.minP;
     const weights = this.weights;
     let total = 0;
-    for (let i = 0; i < V; i++) {
+    for (let i = 0, j = offset; i < V; i++, j++) {
       // expNonPositive, inlined to keep its table index n: the bucket is -n / 64.
-      const d = (row[offset + i] - max) * invT;
+      const d = (row[j] - max) * invT;
       if (!(d > EXP_FLOOR)) {
         weights[i] = 0;
         continue;
@@ -453,10 +463,10 @@ export class Sampler {
     let nInner = 0;
     let nEdge = 0;
     let innerMass = 0;
-    for (let i = 0; i < V; i++) {
+    for (let i = 0, j = offset; i < V; i++, j++) {
       const w = weights[i];
       if (w === 0) continue;
-      const steps = -(((row[offset + i] - max) * invT * EXP_SCALE) | 0); // the same n as above, bit for bit
+      const steps = -(((row[j] - max) * invT * EXP_SCALE) | 0); // the same n as above, bit for bit
       const b = steps >> FINE_BITS;
       if (b < boundary) {
         inner[nInner++] = i;
@@ -508,8 +518,8 @@ export class Sampler {
     const invT = 1 / p.temperature;
     const minP = p.minP;
     let sum = 0;
-    for (let i = 0; i < V; i++) {
-      const w = expNonPositive((row[offset + i] - max) * invT);
+    for (let i = 0, j = offset; i < V; i++, j++) {
+      const w = expNonPositive((row[j] - max) * invT);
       if (w >= minP) sum += w;
       cum[i] = sum;
     }
@@ -537,7 +547,8 @@ export class Sampler {
   /** Σ exp(x - max) over the row: the softmax normaliser at temperature 1. */
   private normaliser(row: Float32Array, offset: number, max: number): number {
     let z = 0;
-    for (let i = 0; i < this.vocabSize; i++) z += expNonPositive(row[offset + i] - max);
+    const end = offset + this.vocabSize;
+    for (let j = offset; j < end; j++) z += expNonPositive(row[j] - max);
     return z;
   }
 
@@ -545,23 +556,7 @@ export class Sampler {
     const k = Math.min(count, this.vocabSize, this.topHeap.length);
     if (k <= 0) return [];
     const h = this.topHeap;
-    let size = 0;
-    let worst = -Infinity;
-    for (let i = 0; i < this.vocabSize; i++) {
-      const x = row[offset + i];
-      if (size === k) {
-        if (!(x > worst)) continue;
-        h[0] = rankKey(x, i);
-        siftDown(h, 0, size);
-        worst = row[offset + keyId(h[0])];
-      } else {
-        if (x !== x) continue;
-        h[size] = rankKey(x, i);
-        siftUp(h, size++);
-        if (size === k) worst = row[offset + keyId(h[0])];
-      }
-    }
-    sortKeys(h, size);
+    const size = selectBest(row, offset, this.vocabSize, k, h);
     const top = new Array<{ token: number; logprob: number }>(size);
     for (let i = 0; i < size; i++) {
       const token = keyId(h[i]);
