@@ -75,7 +75,12 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
   const stopped = new Promise<number>((resolve) => (resolveStopped = resolve));
   let shuttingDown: Promise<number> | null = null;
 
-  const publisher = new StreamPublisher(commands, config.streamTtlSeconds, Math.max(config.streamTtlSeconds, CANCEL_TTL_SECONDS), (id, reason) => consumer?.lose(id, reason));
+  const publisher = new StreamPublisher(commands, config.streamTtlSeconds, Math.max(config.streamTtlSeconds, CANCEL_TTL_SECONDS), (id, reason) => consumer?.lose(id, reason),
+    (wallMs, hostMs) => {
+      metrics.streamPublish.observe(wallMs / 1000);
+      metrics.streamPublishHost.inc(hostMs / 1000);
+    },
+  );
   const gate = new AdmissionGate(engine, config.maxBatch);
   const cancels = await CancelListener.start(commands, keys, (id) => consumer?.cancel(id), log);
   // BullMQ's own connection: blocking fetches need maxRetriesPerRequest null.

@@ -35,6 +35,7 @@ export class NodeMetrics {
   readonly e2eLatency: Histogram;
   readonly queueWait: Histogram;
   readonly streamPublish: Histogram;
+  readonly streamPublishHost: Counter;
   private readonly jobsInFlight: Gauge;
   private readonly running: Gauge;
   private readonly waiting: Gauge;
@@ -42,7 +43,10 @@ export class NodeMetrics {
   private readonly kvBlocksTotal: Gauge;
   private readonly prefixCacheHitRate: Gauge;
   private readonly preemptions: Counter;
-  private preemptionsSeen = 0;
+  private readonly engineSteps: Counter;
+  private readonly engineStepSeconds: Counter;
+  private readonly engineForwardSeconds: Counter;
+  private seen = { preemptions: 0, steps: 0, stepMs: 0, forwardMs: 0 };
 
   constructor(nodeName: string) {
     const registers = [this.registry];
@@ -57,7 +61,8 @@ export class NodeMetrics {
     this.interTokenLatency = new Histogram({ name: "phi4_inter_token_latency_seconds", help: "Gap between consecutive tokens of one choice.", buckets: TOKEN_GAP_BUCKETS, registers });
     this.e2eLatency = new Histogram({ name: "phi4_e2e_request_latency_seconds", help: "Pickup to the last event of the request.", buckets: LATENCY_BUCKETS, registers });
     this.queueWait = new Histogram({ name: "phi4_queue_wait_seconds", help: "Enqueue (Worker clock) to pickup by this node.", buckets: LATENCY_BUCKETS, registers });
-    this.streamPublish = new Histogram({ name: "phi4_stream_publish_seconds", help: "One engine step's events: pipeline sent to Redis reply.", buckets: TOKEN_GAP_BUCKETS, registers });
+    this.streamPublish = new Histogram({ name: "phi4_stream_publish_seconds", help: "One engine step's events: Redis call sent to reply (wall).", buckets: TOKEN_GAP_BUCKETS, registers });
+    this.streamPublishHost = new Counter({ name: "phi4_stream_publish_host_seconds_total", help: "Host-thread time spent encoding, sending and settling stream writes.", registers });
     this.jobsInFlight = new Gauge({ name: "phi4_jobs_in_flight", help: "Jobs this node holds.", registers });
     this.running = new Gauge({ name: "phi4_running_sequences", help: "Sequences in the running batch.", registers });
     this.waiting = new Gauge({ name: "phi4_waiting_sequences", help: "Sequences waiting inside the engine (admission or preempted).", registers });
@@ -65,6 +70,9 @@ export class NodeMetrics {
     this.kvBlocksTotal = new Gauge({ name: "phi4_kv_blocks_total", help: "KV cache blocks in all.", registers });
     this.prefixCacheHitRate = new Gauge({ name: "phi4_prefix_cache_hit_rate", help: "Share of prompt blocks found in the prefix cache.", registers });
     this.preemptions = new Counter({ name: "phi4_preemptions_total", help: "Sequences preempted for KV room (recomputed later).", registers });
+    this.engineSteps = new Counter({ name: "phi4_engine_steps_total", help: "Engine steps (one forward pass over the batch each).", registers });
+    this.engineStepSeconds = new Counter({ name: "phi4_engine_step_seconds_total", help: "Time in engine steps (schedule, forward, sample).", registers });
+    this.engineForwardSeconds = new Counter({ name: "phi4_engine_forward_seconds_total", help: "Time in forward passes.", registers });
   }
 
   /** Prometheus text, with engine gauges from a fresh snapshot (null: engine not loaded yet). */
@@ -76,10 +84,13 @@ export class NodeMetrics {
       this.kvBlocksUsed.set(engineStats.kvBlocksUsed);
       this.kvBlocksTotal.set(engineStats.kvBlocksTotal);
       this.prefixCacheHitRate.set(engineStats.prefixCacheHitRate);
-      if (engineStats.preemptions > this.preemptionsSeen) {
-        this.preemptions.inc(engineStats.preemptions - this.preemptionsSeen);
-        this.preemptionsSeen = engineStats.preemptions;
-      }
+      // The engine keeps running totals; counters advance by what is new since the last scrape.
+      const seen = this.seen;
+      this.preemptions.inc(Math.max(0, engineStats.preemptions - seen.preemptions));
+      this.engineSteps.inc(Math.max(0, engineStats.steps - seen.steps));
+      this.engineStepSeconds.inc(Math.max(0, engineStats.stepMs - seen.stepMs) / 1000);
+      this.engineForwardSeconds.inc(Math.max(0, engineStats.forwardMs - seen.forwardMs) / 1000);
+      this.seen = { preemptions: engineStats.preemptions, steps: engineStats.steps, stepMs: engineStats.stepMs, forwardMs: engineStats.forwardMs };
     }
     return this.registry.metrics();
   }

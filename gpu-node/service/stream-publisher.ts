@@ -10,28 +10,44 @@
  * nothing more is written for it here, and the stream stays a gap-free, duplicate-free prefix of the
  * request's events for whichever node resumes it.
  *
- * Batching: engine events reach the host thread one message per step and are handed to the consumers
- * in microtasks; the flush runs on the next macrotask (setImmediate), after all of them.
+ * Batching: one script call per step carries every request written in it (each still fenced on its
+ * own). Engine events reach the host thread one message per step and are handed to the consumers in
+ * microtasks; the flush runs on the next macrotask (setImmediate), after all of them.
  */
 import type { Redis } from "ioredis";
 import { encodeStreamEvent, type StreamEvent } from "../../shared/protocol.ts";
 
 /**
- * KEYS: lock, stream. ARGV: token, ttl seconds, expected length before this write, then 4 fields per entry.
- * Returns the entries added; -1 without the lock; -2 when the stream is not the expected length.
+ * One call per step for every stream written in it. KEYS: lock, stream for each request. ARGV, for each
+ * request in order: token, ttl seconds, expected length before this write, field count, then the fields
+ * (4 per entry). Returns per request: entries added; -1 without the lock; -2 when the stream is not the
+ * expected length (nothing is written for that request, the others are unaffected).
  */
 const APPEND_FENCED = `
-if redis.call("GET", KEYS[1]) ~= ARGV[1] then return -1 end
-if redis.call("XLEN", KEYS[2]) ~= tonumber(ARGV[3]) then return -2 end
-for i = 4, #ARGV, 4 do
-  redis.call("XADD", KEYS[2], "*", ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+local results = {}
+local a = 1
+for t = 1, #KEYS / 2 do
+  local lock, stream = KEYS[2 * t - 1], KEYS[2 * t]
+  local count = tonumber(ARGV[a + 3])
+  local first = a + 4
+  if redis.call("GET", lock) ~= ARGV[a] then
+    results[t] = -1
+  elseif redis.call("XLEN", stream) ~= tonumber(ARGV[a + 2]) then
+    results[t] = -2
+  else
+    for i = first, first + count - 1, 4 do
+      redis.call("XADD", stream, "*", ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+    end
+    redis.call("EXPIRE", stream, ARGV[a + 1])
+    results[t] = count / 4
+  end
+  a = first + count
 end
-redis.call("EXPIRE", KEYS[2], ARGV[2])
-return (#ARGV - 3) / 4
+return results
 `;
 
 type FencedRedis = Redis & {
-  appendFencedEvents(lockKey: string, streamKey: string, token: string, ttl: number, lengthBefore: number, ...fields: string[]): Promise<number>;
+  appendFencedEvents(numKeys: number, ...keysThenArgs: Array<string | number>): Promise<number[]>;
 };
 
 /** Where one request's events go, and the job lock that entitles this node to write there. */
@@ -67,6 +83,8 @@ export interface PublisherStats {
   entries: number;
   /** Wall time from building a step's pipeline to its reply, summed over flushes. */
   busyMs: number;
+  /** Host-thread time spent encoding events, building and sending calls, and handling replies. */
+  hostMs: number;
 }
 
 export class StreamPublisher {
@@ -74,7 +92,9 @@ export class StreamPublisher {
   private pending = new Map<string, PendingWrites>();
   private readonly targets = new Map<string, TargetState>();
   private flushScheduled = false;
-  private readonly counters: PublisherStats = { flushes: 0, entries: 0, busyMs: 0 };
+  /** Host time spent in append() for the step being collected. */
+  private encodeMs = 0;
+  private readonly counters: PublisherStats = { flushes: 0, entries: 0, busyMs: 0, hostMs: 0 };
 
   constructor(
     redis: Redis,
@@ -84,8 +104,10 @@ export class StreamPublisher {
     private readonly liveTtlSeconds: number,
     /** Called once when a request's writes are refused (lock lost, stream not as expected) or fail. */
     private readonly onLost: (id: string, reason: string) => void,
+    /** Called after each step's call is answered: its wall time (send → reply), host-thread time, entries. */
+    private readonly onFlushed: (wallMs: number, hostMs: number, entries: number) => void = () => {},
   ) {
-    if (!("appendFencedEvents" in redis)) redis.defineCommand("appendFencedEvents", { numberOfKeys: 2, lua: APPEND_FENCED });
+    if (!("appendFencedEvents" in redis)) redis.defineCommand("appendFencedEvents", { lua: APPEND_FENCED });
     this.redis = redis as FencedRedis;
   }
 
@@ -99,6 +121,7 @@ export class StreamPublisher {
     const state = this.targets.get(id);
     if (!state) throw new Error(`stream of ${id} is not open`);
     if (state.lost) return;
+    const t0 = performance.now();
     let writes = this.pending.get(id);
     if (!writes) {
       writes = { target: state.target, lengthBefore: state.length, fields: [], final: false };
@@ -110,8 +133,10 @@ export class StreamPublisher {
     if (event.type === "done" || event.type === "error") writes.final = true;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
+      this.encodeMs = 0;
       setImmediate(() => this.flush());
     }
+    this.encodeMs += performance.now() - t0;
   }
 
   /** Resolves once everything appended for this request so far is in Redis ("written"), or never will be ("lost"). */
@@ -139,18 +164,21 @@ export class StreamPublisher {
     if (batch.size === 0) return;
     this.pending = new Map();
     const started = performance.now();
-    const pipeline = this.redis.pipeline() as unknown as FencedRedis & { exec(): Promise<Array<[Error | null, unknown]> | null> };
+    const keys: string[] = [];
+    const args: Array<string | number> = [];
     let entries = 0;
     for (const writes of batch.values()) {
       const { target } = writes;
-      const ttl = writes.final ? this.finishedTtlSeconds : this.liveTtlSeconds;
-      void pipeline.appendFencedEvents(target.lockKey, target.streamKey, target.token, ttl, writes.lengthBefore, ...writes.fields);
+      keys.push(target.lockKey, target.streamKey);
+      args.push(target.token, writes.final ? this.finishedTtlSeconds : this.liveTtlSeconds, writes.lengthBefore, writes.fields.length);
+      for (const f of writes.fields) args.push(f);
       entries += writes.fields.length / 4;
     }
-    const replies = pipeline.exec().then(
-      (r) => r ?? [],
-      (err: Error) => [...batch.keys()].map((): [Error, unknown] => [err, null]),
+    const replies: Promise<Array<number | Error>> = this.redis.appendFencedEvents(keys.length, ...keys, ...args).then(
+      (r) => r,
+      (err: Error) => keys.map(() => err),
     );
+    let hostMs = this.encodeMs + (performance.now() - started);
     this.counters.flushes++;
     this.counters.entries += entries;
     let index = 0;
@@ -159,17 +187,30 @@ export class StreamPublisher {
       const at = index++;
       if (!state) continue;
       state.last = replies.then((r) => {
-        const [err, added] = r[at] ?? [new Error("no reply"), null];
-        if (state.lost) return "lost";
-        if (err || typeof added !== "number" || added < 0) {
-          state.lost = true;
-          const reason = err ? `stream write failed: ${err.message}` : added === -1 ? "job lock lost" : "stream is not where this node left it";
-          this.onLost(id, reason);
-          return "lost";
+        const t0 = performance.now();
+        try {
+          return this.outcome(id, state, r[at]);
+        } finally {
+          hostMs += performance.now() - t0;
         }
-        return "written";
       });
     }
-    void replies.then(() => (this.counters.busyMs += performance.now() - started));
+    void Promise.all([...batch.keys()].map((id) => this.targets.get(id)?.last)).then(() => {
+      const wallMs = performance.now() - started;
+      this.counters.busyMs += wallMs;
+      this.counters.hostMs += hostMs;
+      this.onFlushed(wallMs, hostMs, entries);
+    });
+  }
+
+  private outcome(id: string, state: TargetState, added: number | Error | undefined): WriteOutcome {
+    if (state.lost) return "lost";
+    if (typeof added !== "number" || added < 0) {
+      state.lost = true;
+      const reason = added instanceof Error ? `stream write failed: ${added.message}` : added === -1 ? "job lock lost" : "stream is not where this node left it";
+      this.onLost(id, reason);
+      return "lost";
+    }
+    return "written";
   }
 }

@@ -36,7 +36,7 @@ describe("npm run gpu-node with a bad setting", () => {
   it.each([
     [{ MAX_BATCH: "many" }, /^gpu-node: MAX_BATCH must be an integer/],
     [{ MODEL_DIR: "/nonexistent/model" }, /^gpu-node: MODEL_DIR: .*missing model-config.json/],
-  ])("prints one line and exits 2 (%o)", async (env, line) => {
+  ] as Array<[Record<string, string>, RegExp]>)("prints one line and exits 2 (%o)", async (env, line) => {
     const child = spawnNode({ prefix: "phi4test-config", modelDir: env.MODEL_DIR ?? "/nonexistent", name: "config", env });
     let stderr = "";
     child.stderr!.setEncoding("utf8").on("data", (s: string) => (stderr += s));
