@@ -59,11 +59,14 @@ export async function holdForFirstToken(reader: StreamReader, holdMs: number): P
   for (;;) {
     const left = deadline - Date.now();
     if (left <= 0) return { buffered, error: null };
+    // Keep the whole batch: the reader's cursor is already past all of it.
+    let open = false;
     for (const entry of await reader.read(left)) {
-      if (entry.event.type === "error") return { buffered, error: nodeError(entry.event) };
+      if (!open && entry.event.type === "error") return { buffered, error: nodeError(entry.event) };
       buffered.push(entry);
-      if (entry.event.type === "delta" || entry.event.type === "done") return { buffered, error: null };
+      if (entry.event.type !== "start") open = true;
     }
+    if (open) return { buffered, error: null };
   }
 }
 

@@ -76,11 +76,18 @@ export class EdgeHarness {
     return this.queue.getJobCountByTypes("waiting");
   }
 
-  /** Appends contract events to a completion's stream, as a node does; returns their entry ids. */
+  /**
+   * Appends contract events to a completion's stream, as a node does; returns their entry ids. All in
+   * one transaction, so a Worker blocked in XREAD receives them as one batch (the harder case).
+   */
   async publish(id: string, ...events: StreamEvent[]): Promise<string[]> {
-    const ids: string[] = [];
-    for (const event of events) ids.push((await this.redis.xadd(this.keys.stream(id), "*", ...encodeStreamEvent(event)))!);
-    return ids;
+    const tx = this.redis.multi();
+    for (const event of events) tx.xadd(this.keys.stream(id), "*", ...encodeStreamEvent(event));
+    const replies = (await tx.exec())!;
+    return replies.map(([err, entryId]) => {
+      if (err) throw err;
+      return entryId as string;
+    });
   }
 
   async close(): Promise<void> {
