@@ -13,17 +13,24 @@ const json = process.argv.includes("--json");
 const ITERATIONS = 400;
 const WARMUP = 100;
 
-/** Language-model-like logits: a broad body plus a few strong candidates (seeded). */
-function lmLogits(seed: number): Float32Array {
+/**
+ * Two shapes of seeded logits: "peaked" (a confident step: the top token holds about half the mass, the
+ * top_p=0.9 nucleus is a handful of tokens) and "flat" (an uncertain step: a broad body holding a third of
+ * the mass, so top_p=0.9 keeps tens of thousands of tokens).
+ */
+function logits(seed: number, shape: "peaked" | "flat"): Float32Array {
   let s = seed >>> 0;
   const rand = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4_294_967_296);
   const row = new Float32Array(VOCAB_SIZE);
-  for (let i = 0; i < VOCAB_SIZE; i++) row[i] = (rand() + rand() + rand() - 1.5) * 4;
-  for (let j = 0; j < 30; j++) row[Math.floor(rand() * VOCAB_SIZE)] = 8 + rand() * 6;
+  const spread = shape === "peaked" ? 3 : 4;
+  for (let i = 0; i < VOCAB_SIZE; i++) row[i] = (rand() + rand() + rand() - 1.5) * spread;
+  for (let j = 0; j < 30; j++) row[Math.floor(rand() * VOCAB_SIZE)] = (shape === "peaked" ? 14 : 8) + rand() * 6;
+  if (shape === "peaked") row[Math.floor(rand() * VOCAB_SIZE)] = 23;
   return row;
 }
 
-const pristine = [lmLogits(1), lmLogits(2), lmLogits(3), lmLogits(4)];
+const shapes = ["peaked", "flat"] as const;
+const rows = { peaked: [1, 2, 3, 4].map((k) => logits(k, "peaked")), flat: [1, 2, 3, 4].map((k) => logits(k, "flat")) };
 const work = new Float32Array(VOCAB_SIZE);
 const sampler = new Sampler(VOCAB_SIZE);
 const [seedLo, seedHi] = seedWords(20261122n);
@@ -72,20 +79,24 @@ const p90 = (xs: number[]) => xs[Math.floor(xs.length * 0.9)];
 // On a shared machine the fastest samples are the best estimate of the uncontended cost.
 const best = (xs: number[]) => xs[0];
 
-const copyTimes = timeLoop((i) => work.set(pristine[i & 3]));
+const copyTimes = timeLoop((i) => work.set(rows.flat[i & 3]));
 const copyUs = median(copyTimes);
 const copyBestUs = best(copyTimes);
-const results: Record<string, { bestUs: number; medianUs: number; p90Us: number }> = {};
+type Figures = { bestUs: number; medianUs: number; p90Us: number };
+const results: Record<string, Record<(typeof shapes)[number], Figures>> = {};
 for (const c of cases) {
-  const times = timeLoop((i) => {
-    work.set(pristine[i & 3]);
-    sampler.sample(work, 0, c.params, history, uniformFromWords(seedLo, seedHi, 0, i));
-  });
-  results[c.name] = {
-    bestUs: +(best(times) - copyBestUs).toFixed(1),
-    medianUs: +(median(times) - copyUs).toFixed(1),
-    p90Us: +(p90(times) - copyUs).toFixed(1),
-  };
+  results[c.name] = {} as Record<(typeof shapes)[number], Figures>;
+  for (const shape of shapes) {
+    const times = timeLoop((i) => {
+      work.set(rows[shape][i & 3]);
+      sampler.sample(work, 0, c.params, history, uniformFromWords(seedLo, seedHi, 0, i));
+    });
+    results[c.name][shape] = {
+      bestUs: +(best(times) - copyBestUs).toFixed(1),
+      medianUs: +(median(times) - copyUs).toFixed(1),
+      p90Us: +(p90(times) - copyUs).toFixed(1),
+    };
+  }
 }
 const prngNs = (() => {
   const n = 200_000;
@@ -105,10 +116,10 @@ const report = {
 if (json) {
   console.log(JSON.stringify(report));
 } else {
-  console.log(`sampler on a ${VOCAB_SIZE}-token vocabulary (${ITERATIONS} samples each, row copy subtracted; load ${load1.toFixed(2)})`);
-  console.log("case                                   best µs  median µs   p90 µs");
-  for (const [name, r] of Object.entries(results)) {
-    console.log(`${name.padEnd(38)}${String(r.bestUs).padStart(8)}${String(r.medianUs).padStart(11)}${String(r.p90Us).padStart(9)}`);
-  }
+  console.log(`sampler on a ${VOCAB_SIZE}-token vocabulary, µs per token (${ITERATIONS} samples each, row copy subtracted; load ${load1.toFixed(2)})`);
+  console.log(`${"".padEnd(34)}${"peaked logits".padEnd(27)}flat logits`);
+  console.log(`${"case".padEnd(34)}${"best  median    p90".padEnd(27)}best  median    p90`);
+  const cell = (f: Figures) => `${f.bestUs.toFixed(0).padStart(4)}${f.medianUs.toFixed(0).padStart(8)}${f.p90Us.toFixed(0).padStart(7)}`;
+  for (const [name, r] of Object.entries(results)) console.log(`${name.padEnd(34)}${cell(r.peaked).padEnd(27)}${cell(r.flat)}`);
   console.log(`prng uniformFromWords: ${prngNs} ns per draw`);
 }

@@ -274,6 +274,8 @@ export class Sampler {
   private readonly cumulative: Float64Array;
   /** top_p without top_k: every token's weight, and the ids inside the nucleus's inner buckets. */
   private readonly weights: Float64Array;
+  /** exp-table steps (1/256 bit) below the max, per token, for the top_p buckets. */
+  private readonly steps: Int32Array;
   private readonly innerIds: Int32Array;
   private readonly edgeIds: Int32Array;
   private readonly edgeFine: Uint8Array;
@@ -290,6 +292,7 @@ export class Sampler {
     this.cumulative = new Float64Array(vocabSize);
     this.weights = new Float64Array(vocabSize);
     this.innerIds = new Int32Array(vocabSize);
+    this.steps = new Int32Array(vocabSize);
     this.edgeIds = new Int32Array(vocabSize);
     this.edgeFine = new Uint8Array(vocabSize);
   }
@@ -431,6 +434,7 @@ export class Sampler {
     const invT = 1 / p.temperature;
     const minP = p.minP;
     const weights = this.weights;
+    const steps = this.steps;
     let total = 0;
     for (let i = 0, j = offset; i < V; i++, j++) {
       // expNonPositive, inlined to keep its table index n: the bucket is -n / 64.
@@ -447,6 +451,7 @@ export class Sampler {
         continue;
       }
       weights[i] = w;
+      steps[i] = -n;
       total += w;
       hist[-n >> FINE_BITS] += w;
     }
@@ -463,16 +468,15 @@ export class Sampler {
     let nInner = 0;
     let nEdge = 0;
     let innerMass = 0;
-    for (let i = 0, j = offset; i < V; i++, j++) {
+    for (let i = 0; i < V; i++) {
       const w = weights[i];
       if (w === 0) continue;
-      const steps = -(((row[j] - max) * invT * EXP_SCALE) | 0); // the same n as above, bit for bit
-      const b = steps >> FINE_BITS;
+      const b = steps[i] >> FINE_BITS;
       if (b < boundary) {
         inner[nInner++] = i;
         innerMass += w;
       } else if (b === boundary) {
-        const f = steps & (FINE_BUCKETS - 1);
+        const f = steps[i] & (FINE_BUCKETS - 1);
         this.edgeFine[nEdge] = f;
         edge[nEdge++] = i;
         fine[f] += w;
