@@ -134,7 +134,7 @@ describe("truncation on the full vocabulary agrees with a full-sort reference", 
     const sp = params(p);
     const { keptIds } = referenceRanked(row, sp);
     const seen = new Set<number>();
-    const draws = Math.max(200, Math.min(4 * keptIds.size, 1000));
+    const draws = keptIds.size <= 50 ? 400 : 250;
     for (let i = 0; i < draws; i++) {
       const token = draw(sampler, row, sp, uniform(77n, 0, i)).token;
       expect(keptIds.has(token)).toBe(true);
