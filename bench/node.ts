@@ -1,5 +1,6 @@
 /**
- * `npm run bench:node [-- --json] [--model DIR] [--pickups N] [--streams N] [--tokens N]`
+ * `npm run bench:node [-- --json] [--model DIR] [--pickups N] [--streams N] [--tokens N] [--threads N]`
+ * (--threads: the node's INTRA_OP_THREADS; default: onnxruntime's choice)
  *
  * One real GPU node process (`gpu-node/service/main.ts`, tiny model unless --model), real Redis on
  * loopback, jobs enqueued with BullMQ exactly as the Worker enqueues them.
@@ -23,6 +24,7 @@ interface Args {
   pickups: number;
   streams: number;
   tokens: number;
+  threads: string;
 }
 
 function parse(): Args {
@@ -33,6 +35,7 @@ function parse(): Args {
       pickups: { type: "string", default: "200" },
       streams: { type: "string", default: "32" },
       tokens: { type: "string", default: "64" },
+      threads: { type: "string", default: "" },
     },
   });
   const int = (name: string, v: string) => {
@@ -42,7 +45,7 @@ function parse(): Args {
     }
     return Number(v);
   };
-  return { json: values.json!, model: values.model ?? null, pickups: int("pickups", values.pickups!), streams: int("streams", values.streams!), tokens: int("tokens", values.tokens!) };
+  return { json: values.json!, model: values.model ?? null, pickups: int("pickups", values.pickups!), streams: int("streams", values.streams!), tokens: int("tokens", values.tokens!), threads: values.threads === "" ? "" : String(int("threads", values.threads!)) };
 }
 
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
@@ -55,7 +58,7 @@ async function main(): Promise<void> {
   const kvCacheTokens = String(Math.max(8192, args.streams * (args.tokens + 64) * 2));
   const node = await startNode({
     prefix: worker.prefix, modelDir, name: "bench-node",
-    env: { MAX_BATCH: String(Math.max(32, args.streams)), KV_CACHE_TOKENS: kvCacheTokens, INTRA_OP_THREADS: "" },
+    env: { MAX_BATCH: String(Math.max(32, args.streams)), KV_CACHE_TOKENS: kvCacheTokens, INTRA_OP_THREADS: args.threads },
   });
   const reader = worker.redis.duplicate();
   try {
@@ -94,6 +97,7 @@ async function main(): Promise<void> {
     const figures = {
       machine: "node-svc, 2 cores",
       model: args.model ?? "tiny (seed 0)",
+      intraOpThreads: args.threads || "onnxruntime default",
       pickup: { jobs: pickupMs.length, p50Ms: quantile(pickupMs, 0.5), p99Ms: quantile(pickupMs, 0.99), maxMs: pickupMs.at(-1)! },
       publishing: {
         streams: args.streams,

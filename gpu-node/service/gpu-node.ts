@@ -105,7 +105,8 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
       const { finished, handedBack } = await consumer!.drain(drainTimeoutMs);
       await consumer!.stop();
       await worker.close(true).catch((err: Error) => log.warn({ err: err.message }, "closing the queue worker failed"));
-      await consumer!.fetchLoopDone();
+      // The loop ends once its blocked fetch returns; a dead engine's stats call would never answer, so bound the wait.
+      await Promise.race([consumer!.fetchLoopDone(), new Promise((resolve) => setTimeout(resolve, FETCH_BLOCK_SECONDS * 1000 + 500).unref())]);
       await cancels.close();
       await engine!.close().catch(() => undefined);
       await Promise.allSettled([commands.quit(), queueConnection.quit()]);
