@@ -46,22 +46,25 @@ export class CompletionSession {
     await work;
   }
 
-  /** The client disconnected before the end: cancel on a fresh connection (the reader's is blocked). */
+  /**
+   * The client disconnected before the end: raise the cancel signal. It goes on the request's own
+   * connection, queued behind the pending blocking read (at most MAX_BLOCK_MS): opening a new socket
+   * from a request whose client has gone is what workerd is least willing to do.
+   */
   abandon(): void {
     if (this.ended) return;
     this.ended = true;
     this.abandoned = true;
-    this.redis.disconnect(); // unblocks a pending XREAD so the relay loop exits
     this.waitUntil(this.cleanup(async (redis) => {
       await raiseCancel(redis, this.keys, this.id);
       if (this.lease) await release(redis, this.keys, this.lease.keyHash, this.id, this.lease.admission, null);
-    }, true));
+    }));
   }
 
-  private async cleanup(work: (redis: RedisClient) => Promise<void>, fresh = false): Promise<void> {
+  private async cleanup(work: (redis: RedisClient) => Promise<void>): Promise<void> {
     let redis: RedisClient | null = null;
     try {
-      redis = !fresh && this.redis.status === "ready" ? this.redis : await openRedis(this.redisUrl);
+      redis = this.redis.status === "ready" ? this.redis : await openRedis(this.redisUrl);
       await work(redis);
     } catch {
       // Best effort: leases expire on their own (CONCURRENCY_LEASE_MS) and the cancel key has a TTL.

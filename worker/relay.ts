@@ -45,6 +45,12 @@ async function failedJob(session: CompletionSession): Promise<ApiError | null> {
   return new ApiError(500, "server_error", "The request failed on every GPU node it was tried on.", "job_failed");
 }
 
+export function onClientGone(signal: AbortSignal | undefined, handler: () => void): void {
+  if (!signal) return;
+  if (signal.aborted) handler();
+  else signal.addEventListener("abort", handler, { once: true });
+}
+
 export interface HeldStart {
   /** Entries read before the response was committed, to be relayed first. */
   buffered: StreamEntry[];
@@ -77,7 +83,10 @@ export function relaySSE(
 ): Response {
   for (const [name, value] of Object.entries(headers)) c.header(name, value);
   return streamSSE(c, async (stream) => {
+    // Two ways to hear the client leave: the body stream cancelled, or (workerd's
+    // `enable_request_signal` flag) the incoming request's signal; whichever comes first.
     stream.onAbort(() => session.abandon());
+    onClientGone(c.req.raw.signal, () => session.abandon());
     const renderer = new ChunkRenderer(session.id, meta, prices);
     try {
       if (await writeEntries(stream, renderer, session, buffered)) return;
@@ -133,12 +142,10 @@ export async function collectCompletion(
 ): Promise<Response> {
   const assembler = new CompletionAssembler(session.id, meta, prices);
   let lastEvent = Date.now();
+  onClientGone(signal, () => session.abandon());
   try {
     for (;;) {
-      if (signal?.aborted) {
-        session.abandon();
-        return new Response(null, { status: 499 });
-      }
+      if (session.abandoned) return new Response(null, { status: 499 });
       const entries = await reader.read(1000);
       if (entries.length > 0) lastEvent = Date.now();
       else if (Date.now() - lastEvent >= watchdogMs) {
@@ -161,6 +168,7 @@ export async function collectCompletion(
       }
     }
   } catch (err) {
+    if (session.abandoned) return new Response(null, { status: 499 });
     if (!(err instanceof ApiError)) await session.finish(null, false);
     throw relayFailure(err);
   }
