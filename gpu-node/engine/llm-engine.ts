@@ -148,6 +148,9 @@ export class LlmEngine {
     const vocab = this.runner.config.vocabSize;
     for (let r = 0; r < rows.length; r++) {
       const { seq, numTokens } = rows[r];
+      // Aborted while the forward pass ran (the thread takes messages during it): its blocks are
+      // already free, so neither commit them to the prefix cache nor sample.
+      if (seq.isFinished || !this.groups.has(seq.requestId)) continue;
       seq.numComputedTokens += numTokens;
       this.blocks.commit(seq);
       if (seq.numComputedTokens < seq.numTokens) continue; // more prompt to prefill

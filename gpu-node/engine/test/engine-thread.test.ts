@@ -61,3 +61,19 @@ describe("engine on its worker thread", () => {
     await expect(Engine.start({ modelDir: "/nonexistent/model", kvCacheTokens: 256 })).rejects.toThrow(/engine failed to start: .*nonexistent/);
   });
 });
+
+describe("engine thread under abort storms", () => {
+  it("survives aborts that land while a step is running", async () => {
+    for (let round = 0; round < 20; round++) {
+      const a = engine.submit({ id: `storm-a-${round}`, request: request({ max_tokens: 50 }) });
+      engine.abort(`storm-a-${round}`);
+      await new Promise((r) => setTimeout(r, 2));
+      const b = engine.submit({ id: `storm-b-${round}`, request: request({ max_tokens: 50 }) });
+      engine.abort(`storm-b-${round}`);
+      for (const events of await Promise.all([collect(a), collect(b)])) expect(events.at(-1)?.type).toBe("done");
+    }
+    const ok = await collect(engine.submit({ id: "after-storm", request: request({ max_tokens: 5 }) }));
+    expect(ok.at(-1)).toMatchObject({ type: "done", usage: { completionTokens: 5 } });
+    expect((await engine.stats()).kvBlocksUsed).toBe(0);
+  });
+});
