@@ -1,3 +1,4 @@
+import { builtinModules } from "node:module";
 import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
 import { defineConfig } from "vitest/config";
 
@@ -11,10 +12,27 @@ export default defineConfig({
             wrangler: { configPath: "./wrangler.toml" },
             miniflare: {
               bindings: { DEV_API_KEY: "sk-test-dev-key", REDIS_PREFIX: "phi4test" },
+              // The optional admission gateway (worker/redis-gateway.ts), so its test runs too.
+              durableObjects: { REDIS_GATEWAY: "RedisGateway" },
             },
           }),
         ],
-        test: { name: "worker", include: ["worker/**/*.test.ts"], testTimeout: 30_000 },
+        test: {
+          name: "worker",
+          include: ["worker/**/*.test.ts"],
+          testTimeout: 30_000,
+          deps: {
+            optimizer: {
+              // Pre-bundle ioredis and BullMQ: the pool's module fallback otherwise resolves ioredis's
+              // require("debug") to the requiring file itself and recurses forever. node:* stays with workerd.
+              ssr: {
+                enabled: true,
+                include: ["ioredis", "bullmq"],
+                rolldownOptions: { platform: "node", external: [/^node:/, ...builtinModules] },
+              },
+            },
+          },
+        },
       },
       {
         test: {
@@ -22,7 +40,7 @@ export default defineConfig({
           include: ["shared/**/*.test.ts", "gpu-node/**/*.test.ts", "test/**/*.test.ts"],
           environment: "node",
           testTimeout: 120_000,
-          hookTimeout: 120_000,
+          hookTimeout: 180_000,
         },
       },
     ],

@@ -9,7 +9,7 @@ import type { RedisGateway } from "../redis-gateway.ts";
 import { answer, EdgeHarness, hello, readSSE } from "./harness.ts";
 
 // The optional admission gateway runs only where the REDIS_GATEWAY Durable Object is bound
-// (worker/vitest.workerd.config.ts binds it; wrangler.toml does not yet).
+// (the root vitest.config.ts binds it for tests; a deployment opts in, see README).
 const bound = (env as { REDIS_GATEWAY?: unknown }).REDIS_GATEWAY !== undefined;
 const edge = new EdgeHarness("gateway");
 afterAll(() => edge.close());
