@@ -21,6 +21,11 @@ export interface ChatJob {
   request: ChatRequest;
 }
 
+/**
+ * One entry of a request's Redis Stream. A stream holds exactly one `start` (a node that resumes
+ * after a failover does not publish another), then deltas, then exactly one `done` or `error`.
+ * A job cancelled before any node picked it up gets only `done` with `cancelled: true`.
+ */
 export type StreamEvent =
   | { type: "start"; promptTokens: number; n: number; seed: string; node: string }
   | {
