@@ -20,10 +20,9 @@
  * tokens/s = all output tokens ÷ (submit → last token), prefill included.
  * The machine may be shared: each round runs our load next to the transformers.js load it is compared
  * with, ratios are taken within a round, and the table prints medians over rounds (3, or 1 with --quick),
- * plus the same figures from each side's best round (the least disturbed one)
- * with the load average beside them.
+ * plus the same figures from each side's best round (the least disturbed one), with the load average.
  */
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
