@@ -221,7 +221,9 @@ async function sendStreaming(client: OpenAI, request: BenchRequest, signal: Abor
       }
     }
     outcome.e2eMs = performance.now() - sentAt;
-    if (!sawUsage) outcome.error = "no usage chunk";
+    // The SDK ends an aborted stream's iteration quietly, so ask the signal.
+    if (signal.aborted) outcome.error = abortReason(signal);
+    else if (!sawUsage) outcome.error = "no usage chunk";
     else if (Number.isNaN(outcome.ttftMs)) outcome.error = "no content";
     else outcome.ok = true;
   } catch (err) {
@@ -230,8 +232,14 @@ async function sendStreaming(client: OpenAI, request: BenchRequest, signal: Abor
   return outcome;
 }
 
+function abortReason(signal: AbortSignal): string {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Error && reason.name === "TimeoutError") return "aborted (time cap)";
+  return `aborted (${reason instanceof Error ? reason.message : String(reason)})`;
+}
+
 function describeError(err: unknown, signal: AbortSignal): string {
-  if (signal.aborted) return `aborted (${String(signal.reason instanceof Error ? signal.reason.message : signal.reason)})`;
+  if (signal.aborted) return abortReason(signal);
   if (err instanceof OpenAI.APIError && err.status !== undefined) return `${err.status} ${err.code ?? err.type ?? err.name}`;
   if (err instanceof OpenAI.APIConnectionTimeoutError) return "timeout";
   if (err instanceof Error) return err.name === "Error" ? err.message.slice(0, 80) : err.name;
@@ -324,7 +332,7 @@ function summarizeLevel(concurrency: number, requests: number, outcomes: Request
 
 /** Keeps `concurrency` requests in flight until every request of the level has been sent and answered. */
 async function runLevel(
-  client: OpenAI, requests: BenchRequest[], concurrency: number, stop: AbortSignal, json: boolean,
+  client: OpenAI, requests: BenchRequest[], concurrency: number, stop: AbortSignal,
   promptTokensSeen: Int32Array,
 ): Promise<LevelResult> {
   const bar = new SingleBar({
@@ -359,7 +367,7 @@ async function runLevel(
     outcomes.push({ ok: false, error: "not sent (stopped)", promptTokens: 0, outputTokens: 0, maxTokens: requests[i].maxTokens, ttftMs: NaN, e2eMs: NaN, itlMs: [] });
   }
   const level = summarizeLevel(concurrency, requests.length, outcomes, durationS, stop.aborted);
-  if (!json || !process.stderr.isTTY) {
+  {
     process.stderr.write(`  concurrency ${concurrency}: ${level.completed}/${level.requests} ok in ${durationS.toFixed(1)} s, ` +
       `${level.outputTokensPerS.toFixed(0)} output tok/s, TTFT p50 ${fmt(level.ttftMs.p50)} ms\n`);
   }
@@ -387,6 +395,8 @@ interface BenchResults {
   };
   limits: { maxSeconds: number; requestTimeoutMs: number; retries: 0 };
   durationS: number;
+  /** 1-minute load average before and after the sweep: the build machines are shared. */
+  loadAverage: { before: number; after: number };
   stoppedEarly: boolean;
   levels: LevelResult[];
 }
@@ -426,11 +436,12 @@ async function main(): Promise<void> {
     // Every request in flight listens on it (up to the highest concurrency at once).
     setMaxListeners(0, stop, interrupt.signal);
     const sweepStart = performance.now();
+    const loadBefore = os.loadavg()[0];
     const levels: LevelResult[] = [];
     // Prompt sizes as the server counted them (chat template included), from the usage chunks.
     const promptTokensSeen = new Int32Array(workload.length);
     for (let i = 0; i < options.levels.length && !stop.aborted; i++) {
-      levels.push(await runLevel(client, workload.slice(0, perLevel[i]), options.levels[i], stop, options.json, promptTokensSeen));
+      levels.push(await runLevel(client, workload.slice(0, perLevel[i]), options.levels[i], stop, promptTokensSeen));
     }
 
     const results: BenchResults = {
@@ -438,7 +449,7 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       machine: options.machine,
       node: process.version,
-      command: `npm run bench:e2e --${process.argv.slice(2).map((a) => ` ${a}`).join("")}`.replace(/ --$/, ""),
+      command: commandLine(),
       target: { baseURL: baseURL!, startedStack: stack !== null, gpuNodes: stack ? options.nodes : null, model: stack ? "tiny (seed 0, random weights)" : SERVED_MODEL_ID },
       workload: {
         seed: options.seed,
@@ -452,16 +463,22 @@ async function main(): Promise<void> {
       },
       limits: { maxSeconds: options.maxSeconds, requestTimeoutMs: REQUEST_TIMEOUT_MS, retries: 0 },
       durationS: (performance.now() - sweepStart) / 1000,
+      loadAverage: { before: loadBefore, after: os.loadavg()[0] },
       stoppedEarly: stop.aborted,
       levels,
     };
 
-    await mkdir(options.outDir, { recursive: true });
-    await writeFile(path.join(options.outDir, "results.json"), JSON.stringify(results, null, 2) + "\n");
-    await writeFile(path.join(options.outDir, "chart.svg"), renderChart(results));
     if (options.json) process.stdout.write(JSON.stringify(results, null, 2) + "\n");
     else process.stdout.write(renderTable(results));
-    say(`wrote ${path.join(options.outDir, "results.json")} and chart.svg`);
+    // An interrupted run is not a result: keep whatever --out already holds (bench/results is committed).
+    if (interrupt.signal.aborted) {
+      say(`interrupted: nothing written to ${options.outDir}`);
+    } else {
+      await mkdir(options.outDir, { recursive: true });
+      await writeFile(path.join(options.outDir, "results.json"), JSON.stringify(results, null, 2) + "\n");
+      await writeFile(path.join(options.outDir, "chart.svg"), renderChart(results));
+      say(`wrote ${path.join(options.outDir, "results.json")} and chart.svg`);
+    }
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
@@ -471,6 +488,12 @@ async function main(): Promise<void> {
     }
   }
   if (interrupt.signal.aborted) process.exit(130);
+}
+
+/** How this run was invoked, with the API key's value left out (results are committed). */
+function commandLine(): string {
+  const args = process.argv.slice(2).map((arg, i, all) => (all[i - 1] === "--key" ? "<key>" : arg.replace(/^--key=.*/, "--key=<key>")));
+  return args.length ? `npm run bench:e2e -- ${args.join(" ")}` : "npm run bench:e2e";
 }
 
 // ───────────────────────────── table ─────────────────────────────
@@ -495,7 +518,7 @@ function renderTable(r: BenchResults): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ") + "\n";
   let out = `bench:e2e — ${r.machine}, ${r.date.slice(0, 10)}, ${r.target.startedStack ? `${r.target.gpuNodes} GPU node(s), ${r.target.model}` : r.target.baseURL}, ` +
-    `requests per level ${r.workload.requestsPerLevel}, streaming\n`;
+    `requests per level ${r.workload.requestsPerLevel}, streaming, load average ${r.loadAverage.before.toFixed(1)} → ${r.loadAverage.after.toFixed(1)}\n`;
   out += line(header);
   out += line(widths.map((w) => "-".repeat(w)));
   for (const row of rows) out += line(row);
@@ -503,7 +526,7 @@ function renderTable(r: BenchResults): string {
   if (failures.length) out += `failed: ${failures.join("; ")}\n`;
   const short = r.levels.reduce((n, l) => n + l.shortOfMaxTokens, 0);
   if (short > 0) out += `note: ${short} successful request(s) generated fewer tokens than their max_tokens\n`;
-  if (r.stoppedEarly) out += `* stopped early (time cap ${r.limits.maxSeconds} s or interrupt)\n`;
+  if (r.stoppedEarly) out += `* stopped early (time cap of ${r.limits.maxSeconds} s, or interrupted)\n`;
   return out;
 }
 
@@ -611,7 +634,7 @@ function renderChart(r: BenchResults): string {
   ];
   const target = r.target.startedStack ? `whole stack: ${r.target.gpuNodes} GPU node(s), ${r.target.model}, wrangler dev, Redis` : r.target.baseURL;
   const w = r.workload;
-  const subtitle = `${target} · ${r.machine} · ${r.date.slice(0, 10)}`;
+  const subtitle = `${target} · ${r.machine} (load average ${r.loadAverage.before.toFixed(1)} → ${r.loadAverage.after.toFixed(1)}) · ${r.date.slice(0, 10)}`;
   const subtitle2 = `streaming via the openai SDK · requests per level ${w.requestsPerLevel} · prompt tokens median ${fmt(w.promptTokens.p50)} ` +
     `(max ${fmt(w.promptTokens.max)}) · max_tokens median ${fmt(w.maxTokens.p50)} (${w.shape.shortMaxTokens[0]}–${w.shape.longMaxTokens[1]}) · seed ${w.seed}`;
   const body = panels.map(([title, yTitle, series, labels], i) =>
