@@ -13,9 +13,10 @@
  *
  * Cost per token on a 100k vocabulary: never a full sort. Greedy and top_k scan the row once (a bounded
  * heap for top_k); top_p without top_k needs the exact normaliser, so it exponentiates every logit once
- * while filling a coarse histogram of probability mass by distance from the max, then collects and sorts
- * only the tokens inside the bucket that reaches top_p. Penalties touch only tokens already seen.
- * The hot path allocates nothing but the result (scratch lives in the Sampler, one per step loop).
+ * while filling a histogram of probability mass by distance from the max, then sorts only the few tokens
+ * in the fine bucket where the mass crosses top_p. Penalties touch only tokens already seen.
+ * The hot path allocates nothing but the result: scratch (~3.5 MB at 100k) lives in the Sampler, one per
+ * step loop, and a request's logit_bias object is compiled once (treat it as immutable).
  */
 import { MAX_TOP_LOGPROBS, VOCAB_SIZE } from "../../shared/limits.ts";
 
