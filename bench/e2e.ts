@@ -32,7 +32,7 @@ import OpenAI from "openai";
 import { tinyModelDir } from "../gpu-node/service/test/tiny-model-cache.ts";
 import { PHI4_CONFIG } from "../gpu-node/model/phi3-config.ts";
 import { SERVED_MODEL_ID } from "../shared/limits.ts";
-import { startStack, type Stack } from "../test/e2e/stack-under-test.ts";
+import { metric, startStack, type Stack } from "../test/e2e/stack-under-test.ts";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const REQUEST_TIMEOUT_MS = 120_000;
@@ -293,6 +293,34 @@ interface LevelResult {
   itlMs: Distribution;
   tpotMs: Distribution;
   e2eMs: Distribution;
+  /** CPU time of this load generator ÷ wall time (1 = one core): on a small machine it competes with the stack. */
+  clientCpuShare: number;
+  /** From the GPU nodes' /metrics over the level; null when targeting --url (no metrics address known). */
+  server: ServerView | null;
+}
+
+interface ServerView {
+  /** Time inside engine steps ÷ wall time, summed over nodes (1 = one node stepping all the time). */
+  engineBusyShare: number;
+  engineSteps: number;
+  /** Tokens generated per engine step: the mean decode batch, roughly. */
+  tokensPerStep: number;
+  preemptions: number;
+}
+
+const SERVER_COUNTERS = ["phi4_engine_steps_total", "phi4_engine_step_seconds_total", "phi4_generation_tokens_total", "phi4_preemptions_total"] as const;
+
+async function readServerCounters(stack: Stack): Promise<number[]> {
+  const totals = SERVER_COUNTERS.map(() => 0);
+  for (const node of stack.nodes) {
+    for (let i = 0; i < SERVER_COUNTERS.length; i++) totals[i] += await metric(node.metrics, SERVER_COUNTERS[i]);
+  }
+  return totals;
+}
+
+function serverView(before: number[], after: number[], wallS: number): ServerView {
+  const [steps, stepS, tokens, preemptions] = after.map((v, i) => v - before[i]);
+  return { engineBusyShare: stepS / wallS, engineSteps: steps, tokensPerStep: steps > 0 ? tokens / steps : 0, preemptions };
 }
 
 function summarizeLevel(concurrency: number, requests: number, outcomes: RequestOutcome[], durationS: number, truncated: boolean): LevelResult {
@@ -325,6 +353,8 @@ function summarizeLevel(concurrency: number, requests: number, outcomes: Request
     itlMs: distribution(itl),
     tpotMs: distribution(tpot),
     e2eMs: distribution(ok.map((o) => o.e2eMs)),
+    clientCpuShare: 0,
+    server: null,
   };
 }
 
@@ -441,7 +471,13 @@ async function main(): Promise<void> {
     // Prompt sizes as the server counted them (chat template included), from the usage chunks.
     const promptTokensSeen = new Int32Array(workload.length);
     for (let i = 0; i < options.levels.length && !stop.aborted; i++) {
-      levels.push(await runLevel(client, workload.slice(0, perLevel[i]), options.levels[i], stop, promptTokensSeen));
+      const countersBefore = stack ? await readServerCounters(stack) : null;
+      const cpuBefore = process.cpuUsage();
+      const level = await runLevel(client, workload.slice(0, perLevel[i]), options.levels[i], stop, promptTokensSeen);
+      const cpu = process.cpuUsage(cpuBefore);
+      level.clientCpuShare = (cpu.user + cpu.system) / 1e6 / level.durationS;
+      if (stack && countersBefore) level.server = serverView(countersBefore, await readServerCounters(stack), level.durationS);
+      levels.push(level);
     }
 
     const results: BenchResults = {
@@ -492,7 +528,8 @@ async function main(): Promise<void> {
 
 /** How this run was invoked, with the API key's value left out (results are committed). */
 function commandLine(): string {
-  const args = process.argv.slice(2).map((arg, i, all) => (all[i - 1] === "--key" ? "<key>" : arg.replace(/^--key=.*/, "--key=<key>")));
+  const quote = (arg: string) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `"${arg.replace(/["\\$`]/g, "\\$&")}"`);
+  const args = process.argv.slice(2).map((arg, i, all) => (all[i - 1] === "--key" ? "<key>" : quote(arg.replace(/^--key=.*/, "--key=<key>"))));
   return args.length ? `npm run bench:e2e -- ${args.join(" ")}` : "npm run bench:e2e";
 }
 
@@ -503,7 +540,7 @@ function fmt(v: number | null, digits = 0): string {
 }
 
 function renderTable(r: BenchResults): string {
-  const header = ["conc", "ok/sent", "s", "req/s", "out tok/s", "TTFT p50/p90/p99 ms", "ITL p50/p90/p99 ms", "E2E p50/p90/p99 ms"];
+  const header = ["conc", "ok/sent", "s", "req/s", "out tok/s", "TTFT p50/p90/p99 ms", "ITL p50/p90/p99 ms", "E2E p50/p90/p99 ms", "engine busy", "tok/step", "client CPU"];
   const triple = (d: Distribution, digits = 0) => `${fmt(d.p50, digits)} / ${fmt(d.p90, digits)} / ${fmt(d.p99, digits)}`;
   const rows = r.levels.map((l) => [
     String(l.concurrency) + (l.truncated ? "*" : ""),
@@ -514,6 +551,9 @@ function renderTable(r: BenchResults): string {
     triple(l.ttftMs),
     triple(l.itlMs, 1),
     triple(l.e2eMs),
+    l.server ? `${(l.server.engineBusyShare * 100).toFixed(0)} %` : "–",
+    l.server ? l.server.tokensPerStep.toFixed(1) : "–",
+    `${(l.clientCpuShare * 100).toFixed(0)} %`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ") + "\n";
