@@ -157,9 +157,9 @@ const POW2_TABLE = (() => {
 /** e^d for d ≤ 0; 0 below -50 (and for NaN). */
 export function expNonPositive(d: number): number {
   if (!(d > EXP_FLOOR)) return 0;
-  const n = (d * EXP_SCALE) | 0;
-  const r = d - n * EXP_STEP;
-  return POW2_TABLE[-n] * (1 + r * (1 + r * (0.5 + r * (0.16666666666666666 + r * 0.041666666666666664))));
+  const k = (d * -EXP_SCALE) | 0; // table steps below 0, an int ≥ 0 (never -0, which would not be a small int)
+  const r = d + k * EXP_STEP;
+  return POW2_TABLE[k] * (1 + r * (1 + r * (0.5 + r * (0.16666666666666666 + r * 0.041666666666666664))));
 }
 
 // --- ranking keys ------------------------------------------------------------------------------------
@@ -235,6 +235,40 @@ const EXCLUDED = 0x7fffffff;
 function laneSum(hist: Float64Array, bucket: number): number {
   const at = bucket * LANES;
   return hist[at] + hist[at + 1] + hist[at + 2] + hist[at + 3];
+}
+
+/**
+ * top_p pass 1: weights (0 below min_p), exp-table steps (k: e^d = 2^(-k/256)·e^r) and the mass histogram
+ * (bucket k / 64, 4 lanes); returns the total weight.
+ */
+function weighNucleus(
+  row: Float32Array, offset: number, vocab: number, max: number, invT: number, minP: number,
+  weights: Float64Array, steps: Int32Array, hist: Float64Array,
+): number {
+  hist.fill(0);
+  let total = 0;
+  for (let i = 0, j = offset; i < vocab; i++, j++) {
+    // expNonPositive, inlined to keep its table index k.
+    const d = (row[j] - max) * invT;
+    if (!(d > EXP_FLOOR)) {
+      weights[i] = 0;
+      steps[i] = EXCLUDED;
+      continue;
+    }
+    const k = (d * -EXP_SCALE) | 0;
+    const r = d + k * EXP_STEP;
+    const w = POW2_TABLE[k] * (1 + r * (1 + r * (0.5 + r * (0.16666666666666666 + r * 0.041666666666666664))));
+    if (w < minP) {
+      weights[i] = 0;
+      steps[i] = EXCLUDED;
+      continue;
+    }
+    weights[i] = w;
+    steps[i] = k;
+    total += w;
+    hist[((k >> FINE_BITS) << 2) | (i & 3)] += w;
+  }
+  return total;
 }
 
 /**
@@ -518,7 +552,7 @@ export class Sampler {
    * the ranked tokens best first. (Each pass is its own small function: V8 optimises them separately.)
    */
   private drawNucleus(row: Float32Array, offset: number, max: number, p: SamplingParams, u: number): number {
-    const total = this.weighNucleus(row, offset, max, 1 / p.temperature, p.minP);
+    const total = weighNucleus(row, offset, this.vocabSize, max, 1 / p.temperature, p.minP, this.weights, this.steps, this.histogram);
     if (p.temperature === 1 && p.minP === 0) this.fullTotal = total;
     const nucleus = p.topP * total;
     const boundary = crossingBucket(this.histogram, HIST_BUCKETS, 0, nucleus);
@@ -549,38 +583,6 @@ export class Sampler {
       if (cum > target) return keyId(keys[j]);
     }
     return kept > 0 ? keyId(keys[kept - 1]) : inner[nInner - 1];
-  }
-
-  /** top_p pass 1: weights (0 below min_p), exp-table steps and the coarse mass histogram; returns the total. */
-  private weighNucleus(row: Float32Array, offset: number, max: number, invT: number, minP: number): number {
-    const V = this.vocabSize;
-    const hist = this.histogram;
-    hist.fill(0);
-    const weights = this.weights;
-    const steps = this.steps;
-    let total = 0;
-    for (let i = 0, j = offset; i < V; i++, j++) {
-      // expNonPositive, inlined to keep its table index n: the bucket is -n / 64.
-      const d = (row[j] - max) * invT;
-      if (!(d > EXP_FLOOR)) {
-        weights[i] = 0;
-        steps[i] = EXCLUDED;
-        continue;
-      }
-      const n = (d * EXP_SCALE) | 0;
-      const r = d - n * EXP_STEP;
-      const w = POW2_TABLE[-n] * (1 + r * (1 + r * (0.5 + r * (0.16666666666666666 + r * 0.041666666666666664))));
-      if (w < minP) {
-        weights[i] = 0;
-        steps[i] = EXCLUDED;
-        continue;
-      }
-      weights[i] = w;
-      steps[i] = -n;
-      total += w;
-      hist[((-n >> FINE_BITS) << 2) | (i & 3)] += w;
-    }
-    return total;
   }
 
   /** top_p pass 3, on the boundary tokens only: finer buckets above the crossing join the nucleus; the crossing one is ranked. */
