@@ -46,6 +46,8 @@ export interface EngineStats {
   forwardMs: number;
   sessionRunMs: number;
   stepMs: number;
+  /** Cumulative ms in the sampler (the largest engine cost outside session.run). */
+  samplerMs: number;
   generatedTokens: number;
 }
 
@@ -61,6 +63,7 @@ export class LlmEngine {
   private forwardMs = 0;
   private sessionRunMs = 0;
   private stepMs = 0;
+  private samplerMs = 0;
   private generatedTokens = 0;
 
   constructor(
@@ -156,7 +159,9 @@ export class LlmEngine {
       if (seq.numComputedTokens < seq.numTokens) continue; // more prompt to prefill
       const group = this.groups.get(seq.requestId)!;
       const u = uniformFromWords(group.seedLo, group.seedHi, seq.choiceIndex, seq.numOutputTokens);
+      const ts = performance.now();
       const result = this.sampler.sample(logits, r * vocab, group.sampling, group.penaltiesOf(seq), u);
+      this.samplerMs += performance.now() - ts;
       const delta = group.accept(seq, result, this.contextLimit);
       this.generatedTokens++;
       this.emit(group.id, delta);
@@ -187,6 +192,7 @@ export class LlmEngine {
       forwardMs: this.forwardMs,
       sessionRunMs: this.sessionRunMs,
       stepMs: this.stepMs,
+      samplerMs: this.samplerMs,
       generatedTokens: this.generatedTokens,
     };
   }
