@@ -5,7 +5,7 @@ import { roomIn } from "../admission-gate.ts";
 
 const idle: EngineStats = {
   running: 0, waiting: 0, requests: 0, kvBlocksTotal: 64, kvBlocksUsed: 0, kvBlocksFree: 64, kvBytesUsed: 0,
-  prefixCacheHitRate: 0, prefixCacheHitTokens: 0, preemptions: 0, steps: 0, forwardMs: 0, sessionRunMs: 0, stepMs: 0, generatedTokens: 0,
+  prefixCacheHitRate: 0, prefixCacheHitTokens: 0, preemptions: 0, steps: 0, forwardMs: 0, sessionRunMs: 0, stepMs: 0, samplerMs: 0, generatedTokens: 0,
 };
 
 describe("roomIn", () => {
