@@ -1,6 +1,7 @@
 /**
  * `npm run bench:e2e [-- --json] [--quick] [--url URL --key KEY] [--nodes N] [--out DIR]
  *                     [--levels 1,2,4] [--requests N] [--max-seconds S] [--seed N] [--machine LABEL]`
+ * `npm run bench:e2e -- --replot [--out DIR]` redraws DIR/chart.svg from DIR/results.json without running.
  *
  * Load on the whole stack through the official `openai` SDK, in the manner of vLLM's serving benchmark:
  * a concurrency sweep where each level keeps exactly `concurrency` streaming requests in flight until
@@ -22,7 +23,7 @@
  * the results object) on stdout; the progress bar goes to stderr.
  */
 import { setMaxListeners } from "node:events";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -43,6 +44,7 @@ const WAVES_PER_LEVEL = 3;
 interface Options {
   json: boolean;
   quick: boolean;
+  replot: boolean;
   url: string | null;
   key: string | null;
   nodes: number;
@@ -70,6 +72,7 @@ function parseOptions(): Options {
     options: {
       json: { type: "boolean", default: false },
       quick: { type: "boolean", default: false },
+      replot: { type: "boolean", default: false },
       url: { type: "string" },
       key: { type: "string" },
       nodes: { type: "string", default: "1" },
@@ -99,6 +102,7 @@ function parseOptions(): Options {
   return {
     json: values.json!,
     quick,
+    replot: values.replot!,
     url,
     key,
     nodes: positiveInt("nodes", values.nodes!),
@@ -196,6 +200,7 @@ async function sendStreaming(client: OpenAI, request: BenchRequest, signal: Abor
   const sentAt = performance.now();
   let lastContentAt = NaN;
   let sawUsage = false;
+  let finishReason: string | null = null;
   try {
     const stream = await client.chat.completions.create({
       model: SERVED_MODEL_ID,
@@ -214,6 +219,7 @@ async function sendStreaming(client: OpenAI, request: BenchRequest, signal: Abor
         else outcome.itlMs.push(now - lastContentAt);
         lastContentAt = now;
       }
+      finishReason = chunk.choices[0]?.finish_reason ?? finishReason;
       if (chunk.usage) {
         sawUsage = true;
         outcome.promptTokens = chunk.usage.prompt_tokens;
@@ -223,7 +229,7 @@ async function sendStreaming(client: OpenAI, request: BenchRequest, signal: Abor
     outcome.e2eMs = performance.now() - sentAt;
     // The SDK ends an aborted stream's iteration quietly, so ask the signal.
     if (signal.aborted) outcome.error = abortReason(signal);
-    else if (!sawUsage) outcome.error = "no usage chunk";
+    else if (!sawUsage) outcome.error = `stream ended without usage (finish_reason ${finishReason ?? "none"})`;
     else if (Number.isNaN(outcome.ttftMs)) outcome.error = "no content";
     else outcome.ok = true;
   } catch (err) {
@@ -240,7 +246,7 @@ function abortReason(signal: AbortSignal): string {
 
 function describeError(err: unknown, signal: AbortSignal): string {
   if (signal.aborted) return abortReason(signal);
-  if (err instanceof OpenAI.APIError && err.status !== undefined) return `${err.status} ${err.code ?? err.type ?? err.name}`;
+  if (err instanceof OpenAI.APIError && err.status !== undefined) return `${err.status} ${err.code ?? err.type ?? err.message.slice(0, 80)}`;
   if (err instanceof OpenAI.APIConnectionTimeoutError) return "timeout";
   if (err instanceof Error) return err.name === "Error" ? err.message.slice(0, 80) : err.name;
   return String(err);
@@ -433,6 +439,12 @@ interface BenchResults {
 
 async function main(): Promise<void> {
   const options = parseOptions();
+  if (options.replot) {
+    const results = JSON.parse(await readFile(path.join(options.outDir, "results.json"), "utf8")) as BenchResults;
+    await writeFile(path.join(options.outDir, "chart.svg"), renderChart(results));
+    process.stderr.write(`redrew ${path.join(options.outDir, "chart.svg")}\n`);
+    return;
+  }
   const say = (line: string) => process.stderr.write(`${line}\n`);
   const interrupt = new AbortController();
   const onSignal = () => interrupt.abort(new Error("interrupted"));
@@ -589,38 +601,68 @@ function niceStep(max: number, count: number): number {
   return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * exp;
 }
 
-function tickLabel(v: number, step: number): string {
-  if (step >= 1) return Math.round(v).toLocaleString("en-US");
-  return v.toFixed(Math.max(0, -Math.floor(Math.log10(step))));
+function numberLabel(v: number): string {
+  if (v >= 1) return Number(v.toPrecision(6)).toLocaleString("en-US", { maximumFractionDigits: 1 });
+  return String(Number(v.toPrecision(2)));
 }
 
-/** `pointLabel`: when given, each point is labelled with its value in this format. */
-function panel(
-  x: number, y: number, w: number, h: number, title: string, yTitle: string, xLabels: string[], series: Series[],
-  pointLabel: ((v: number) => string) | null,
-): string {
-  const labelPoints = pointLabel !== null;
-  const left = x + 62, right = x + w - 12, top = y + 30, bottom = y + h - 44;
-  let max = 0;
-  for (const s of series) for (const v of s.values) if (v !== null && v > max) max = v;
-  if (max <= 0) max = 1;
+/** Maps a value to a height share (0 at the bottom of the plot, 1 at the top) and lists the grid lines. */
+interface YAxis {
+  share(v: number): number;
+  ticks: number[];
+}
+
+function linearAxis(max: number, headroom: number): YAxis {
   const step = niceStep(max, 5);
-  const yMax = Math.ceil((max * (labelPoints ? 1.12 : 1.02)) / step) * step;
-  const px = (i: number) => (xLabels.length === 1 ? (left + right) / 2 : left + 18 + (i * (right - left - 36)) / (xLabels.length - 1));
-  const py = (v: number) => bottom - (v / yMax) * (bottom - top);
+  const top = Math.ceil((max * headroom) / step) * step;
+  const ticks: number[] = [];
+  for (let i = 0; i * step <= top + step / 1000; i++) ticks.push(i * step);
+  return { share: (v) => v / top, ticks };
+}
+
+/** Decades from below the smallest value to above the largest, with 2 and 5 between when there are few. */
+function logAxis(min: number, max: number): YAxis {
+  const lo = Math.floor(Math.log10(min));
+  const hi = Math.max(lo + 1, Math.ceil(Math.log10(max)));
+  const ticks: number[] = [];
+  for (let e = lo; e <= hi; e++) {
+    for (const m of hi - lo <= 3 ? [1, 2, 5] : [1]) if (e < hi || m === 1) ticks.push(m * 10 ** e);
+  }
+  return { share: (v) => (Math.log10(Math.max(v, 10 ** lo)) - lo) / (hi - lo), ticks };
+}
+
+/**
+ * One chart panel: concurrency levels evenly spaced on x, one line per series. `pointLabel`: when given, each
+ * point is labelled with its value. `log`: a logarithmic y axis (latencies spanning several decades).
+ */
+function panel(
+  x: number, y: number, w: number, h: number, title: string, yTitle: string, levels: LevelResult[], series: Series[],
+  options: { pointLabel?: (v: number) => string; log?: boolean },
+): string {
+  const left = x + 62, right = x + w - 12, top = y + 30, bottom = y + h - 50;
+  const values = series.flatMap((s) => s.values.filter((v): v is number => v !== null));
+  const max = Math.max(1e-9, ...values);
+  const positive = values.filter((v) => v > 0);
+  const axis = options.log && positive.length > 0
+    ? logAxis(Math.min(...positive), max)
+    : linearAxis(max, options.pointLabel ? 1.12 : 1.02);
+  const px = (i: number) => (levels.length === 1 ? (left + right) / 2 : left + 18 + (i * (right - left - 36)) / (levels.length - 1));
+  const py = (v: number) => bottom - axis.share(v) * (bottom - top);
   const parts: string[] = [];
   parts.push(`<text x="${x + w / 2}" y="${y + 18}" class="title">${escapeXml(title)}</text>`);
-  for (let v = 0; v <= yMax + step / 1000; v += step) {
+  for (const v of axis.ticks) {
     const gy = py(v).toFixed(1);
     parts.push(`<line x1="${left}" x2="${right}" y1="${gy}" y2="${gy}" class="grid"/>`);
-    parts.push(`<text x="${left - 6}" y="${gy}" class="ytick">${tickLabel(v, step)}</text>`);
+    parts.push(`<text x="${left - 6}" y="${gy}" class="ytick">${numberLabel(v)}</text>`);
   }
   parts.push(`<rect x="${left}" y="${top}" width="${right - left}" height="${bottom - top}" class="frame"/>`);
-  xLabels.forEach((label, i) => {
+  levels.forEach((level, i) => {
     parts.push(`<line x1="${px(i)}" x2="${px(i)}" y1="${bottom}" y2="${bottom + 4}" class="axis"/>`);
-    parts.push(`<text x="${px(i)}" y="${bottom + 17}" class="xtick">${escapeXml(label)}</text>`);
+    parts.push(`<text x="${px(i)}" y="${bottom + 17}" class="xtick">${level.concurrency}${level.truncated ? "*" : ""}</text>`);
+    // A level with failed requests says so under its tick: its figures cover only the requests that succeeded.
+    if (level.failed > 0) parts.push(`<text x="${px(i)}" y="${bottom + 30}" class="failed">${level.failed} failed</text>`);
   });
-  parts.push(`<text x="${(left + right) / 2}" y="${bottom + 36}" class="axistitle">concurrent streams</text>`);
+  parts.push(`<text x="${(left + right) / 2}" y="${bottom + 44}" class="axistitle">concurrent streams</text>`);
   parts.push(`<text transform="translate(${x + 14} ${(top + bottom) / 2}) rotate(-90)" class="axistitle">${escapeXml(yTitle)}</text>`);
   for (const s of series) {
     // Break the line where a level has no value (nothing completed).
@@ -635,13 +677,13 @@ function panel(
     s.values.forEach((v, i) => {
       if (v === null) return;
       parts.push(`<circle cx="${px(i).toFixed(1)}" cy="${py(v).toFixed(1)}" r="3.5" fill="${s.color}"/>`);
-      if (pointLabel) parts.push(`<text x="${px(i).toFixed(1)}" y="${(py(v) - 9).toFixed(1)}" class="point">${pointLabel(v)}</text>`);
+      if (options.pointLabel) parts.push(`<text x="${px(i).toFixed(1)}" y="${(py(v) - 9).toFixed(1)}" class="point">${options.pointLabel(v)}</text>`);
     });
   }
   if (series.length > 1) {
     // The legend goes in the top corner whose end of the x axis the lines stay lowest at.
-    const highestAt = (i: number) => Math.max(0, ...series.map((s) => s.values[i] ?? 0));
-    const onRight = highestAt(xLabels.length - 1) < highestAt(0);
+    const highestAt = (i: number) => Math.max(0, ...series.map((s) => axis.share(s.values[i] ?? 0)));
+    const onRight = highestAt(levels.length - 1) < highestAt(0);
     const lx = onRight ? right - 82 : left + 10;
     const ly = top + 8;
     parts.push(`<rect x="${lx - 6}" y="${ly - 4}" width="78" height="${series.length * 17 + 4}" class="legend"/>`);
@@ -656,29 +698,28 @@ function panel(
 
 function renderChart(r: BenchResults): string {
   const W = 1200, H = 790, cols = 3, panelW = 390, panelH = 330, x0 = 15, y0 = 84;
-  const xLabels = r.levels.map((l) => String(l.concurrency) + (l.truncated ? "*" : ""));
   const pick = (f: (l: LevelResult) => number | null) => r.levels.map(f);
   const percentiles = (f: (l: LevelResult) => Distribution): Series[] => [
     { name: "p50", color: "#1f77b4", values: pick((l) => f(l).p50) },
     { name: "p90", color: "#ff7f0e", dash: "6 4", values: pick((l) => f(l).p90) },
     { name: "p99", color: "#d62728", dash: "2 3", values: pick((l) => f(l).p99) },
   ];
-  const panels: Array<[string, string, Series[], ((v: number) => string) | null]> = [
+  const panels: Array<[string, string, Series[], { pointLabel?: (v: number) => string; log?: boolean }]> = [
     ["Output throughput", "output tokens / s", [{ name: "output tok/s", color: "#2ca02c", values: pick((l) => l.outputTokensPerS) }],
-      (v) => Math.round(v).toLocaleString("en-US")],
-    ["Request throughput", "requests / s", [{ name: "req/s", color: "#9467bd", values: pick((l) => l.requestsPerS) }], (v) => v.toFixed(1)],
-    ["Time to first token", "TTFT (ms)", percentiles((l) => l.ttftMs), null],
-    ["Inter-token latency", "ITL between content chunks (ms)", percentiles((l) => l.itlMs), null],
-    ["Time per output token", "TPOT (ms)", percentiles((l) => l.tpotMs), null],
-    ["End-to-end latency", "E2E (ms)", percentiles((l) => l.e2eMs), null],
+      { pointLabel: (v) => Math.round(v).toLocaleString("en-US") }],
+    ["Request throughput", "requests / s", [{ name: "req/s", color: "#9467bd", values: pick((l) => l.requestsPerS) }], { pointLabel: (v) => v.toFixed(1) }],
+    ["Time to first token", "TTFT (ms, log scale)", percentiles((l) => l.ttftMs), { log: true }],
+    ["Inter-token latency", "ITL between content chunks (ms)", percentiles((l) => l.itlMs), {}],
+    ["Time per output token", "TPOT (ms)", percentiles((l) => l.tpotMs), {}],
+    ["End-to-end latency", "E2E (ms, log scale)", percentiles((l) => l.e2eMs), { log: true }],
   ];
   const target = r.target.startedStack ? `whole stack: ${r.target.gpuNodes} GPU node(s), ${r.target.model}, wrangler dev, Redis` : r.target.baseURL;
   const w = r.workload;
   const subtitle = `${target} · ${r.machine} (load average ${r.loadAverage.before.toFixed(1)} → ${r.loadAverage.after.toFixed(1)}) · ${r.date.slice(0, 10)}`;
   const subtitle2 = `streaming via the openai SDK · requests per level ${w.requestsPerLevel} · prompt tokens median ${fmt(w.promptTokens.p50)} ` +
     `(max ${fmt(w.promptTokens.max)}) · max_tokens median ${fmt(w.maxTokens.p50)} (${w.shape.shortMaxTokens[0]}–${w.shape.longMaxTokens[1]}) · seed ${w.seed}`;
-  const body = panels.map(([title, yTitle, series, labels], i) =>
-    panel(x0 + (i % cols) * (panelW + 7), y0 + Math.floor(i / cols) * (panelH + 10), panelW, panelH, title, yTitle, xLabels, series, labels)).join("\n");
+  const body = panels.map(([title, yTitle, series, panelOptions], i) =>
+    panel(x0 + (i % cols) * (panelW + 7), y0 + Math.floor(i / cols) * (panelH + 10), panelW, panelH, title, yTitle, r.levels, series, panelOptions)).join("\n");
   const note = r.stoppedEarly ? `<text x="${W / 2}" y="${H - 10}" class="note">* level cut short by the time cap (${r.limits.maxSeconds} s)</text>` : "";
   return `<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif">
@@ -696,6 +737,7 @@ function renderChart(r: BenchResults): string {
   .legend { fill: white; fill-opacity: 0.9; stroke: #ccc; }
   .legendtext { font-size: 12px; dominant-baseline: middle; fill: #222; }
   .note { font-size: 12px; text-anchor: middle; fill: #a33; }
+  .failed { font-size: 11px; text-anchor: middle; fill: #c00; }
 </style>
 <rect width="${W}" height="${H}" fill="white"/>
 <text x="${W / 2}" y="30" class="heading">Phi-4 serving, end to end: concurrency sweep (bench:e2e)</text>
