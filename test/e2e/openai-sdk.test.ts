@@ -122,7 +122,10 @@ describe("OpenAI SDK against the whole stack", () => {
     // The SDK ends its iterator quietly when its own signal aborts the request.
     const stream = await client.chat.completions.create({ model, messages: user("long"), max_tokens: 5000, stream: true }, { signal: controller.signal });
     for await (const chunk of stream) {
-      if (chunk.choices[0]?.delta?.content !== undefined && ++seen === 5) controller.abort();
+      if (chunk.choices[0]?.delta?.content !== undefined && ++seen === 5) {
+        controller.abort();
+        break;
+      }
     }
     expect(seen).toBe(5);
     expect(controller.signal.aborted).toBe(true);
