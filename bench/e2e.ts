@@ -248,7 +248,11 @@ function describeError(err: unknown, signal: AbortSignal): string {
   if (signal.aborted) return abortReason(signal);
   if (err instanceof OpenAI.APIError && err.status !== undefined) return `${err.status} ${err.code ?? err.type ?? err.message.slice(0, 80)}`;
   if (err instanceof OpenAI.APIConnectionTimeoutError) return "timeout";
-  if (err instanceof Error) return err.name === "Error" ? err.message.slice(0, 80) : err.name;
+  if (err instanceof Error) {
+    // undici reports a dropped connection as TypeError("terminated") with the socket error as its cause.
+    const cause = err.cause instanceof Error ? ` (${err.cause.message})` : "";
+    return `${err.name === "Error" ? "" : `${err.name}: `}${err.message}${cause}`.slice(0, 120);
+  }
   return String(err);
 }
 
