@@ -407,10 +407,9 @@ async function runLevel(
     outcomes.push({ ok: false, error: "not sent (stopped)", promptTokens: 0, outputTokens: 0, maxTokens: requests[i].maxTokens, ttftMs: NaN, e2eMs: NaN, itlMs: [] });
   }
   const level = summarizeLevel(concurrency, requests.length, outcomes, durationS, stop.aborted);
-  {
-    process.stderr.write(`  concurrency ${concurrency}: ${level.completed}/${level.requests} ok in ${durationS.toFixed(1)} s, ` +
-      `${level.outputTokensPerS.toFixed(0)} output tok/s, TTFT p50 ${fmt(level.ttftMs.p50)} ms\n`);
-  }
+  // One line per level survives where the bar does not (stderr not a terminal, logs).
+  process.stderr.write(`  concurrency ${concurrency}: ${level.completed}/${level.requests} ok in ${durationS.toFixed(1)} s, ` +
+    `${level.outputTokensPerS.toFixed(0)} output tok/s, TTFT p50 ${fmt(level.ttftMs.p50)} ms\n`);
   return level;
 }
 
@@ -450,7 +449,6 @@ async function main(): Promise<void> {
     return;
   }
   const say = (line: string) => process.stderr.write(`${line}\n`);
-  const interrupt = new AbortController();
   const onSignal = () => interrupt.abort(new Error("interrupted"));
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
@@ -466,6 +464,7 @@ async function main(): Promise<void> {
       apiKey = stack.apiKey;
       say(`stack up at ${baseURL}`);
     }
+    if (interrupt.signal.aborted) return;
     // No retries: a benchmark that retries hides the failures it should count.
     const client = new OpenAI({ baseURL, apiKey: apiKey!, maxRetries: 0, timeout: REQUEST_TIMEOUT_MS });
 
@@ -475,6 +474,7 @@ async function main(): Promise<void> {
 
     // Warm-up (not measured): the first request pays for connections, compiled scripts and lazy setup.
     const warmup = await sendStreaming(client, { index: -1, userMessage: "Warm-up.", maxTokens: 4, seed: 0 }, interrupt.signal);
+    if (interrupt.signal.aborted) return;
     if (!warmup.ok) throw new Error(`the warm-up request failed: ${warmup.error}`);
 
     const deadline = AbortSignal.timeout(options.maxSeconds * 1000);
@@ -538,8 +538,8 @@ async function main(): Promise<void> {
       say("stopping the stack…");
       await stack.stop();
     }
+    if (interrupt.signal.aborted) process.exitCode = 130;
   }
-  if (interrupt.signal.aborted) process.exit(130);
 }
 
 /** How this run was invoked, with the API key's value left out (results are committed). */
@@ -753,7 +753,11 @@ ${note}
 `;
 }
 
+/** Ctrl-C / SIGTERM: stop sending, abort what is in flight, stop the stack we started, write nothing, exit 130. */
+const interrupt = new AbortController();
+
 main().catch((err: Error) => {
+  if (interrupt.signal.aborted) process.exit(130);
   process.stderr.write(`bench:e2e: ${err.message}\n`);
   process.exit(1);
 });
