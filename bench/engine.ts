@@ -1,5 +1,5 @@
 /**
- * `npm run bench:engine [-- --json] [--quick] [--threads N]`
+ * `npm run bench:engine [-- --json] [--quick] [--threads N] [--mixed standard|short|quick] [--mixed-only]`
  *
  * The engine under load, on a bench model with seeded random weights and Phi-4's real vocabulary, built
  * once into a cache dir in both our paged layout and the transformers.js layout (build time excluded):
@@ -13,7 +13,13 @@
  *  - engine overhead outside session.run at 32 sequences (engine stats), split into runner work (inputs,
  *    K/V write-back) and the rest (schedule, sample, emit); KV bytes = blocks in use × block bytes;
  *  - the host's event-loop delay (p99) while the threaded Engine serves 32 requests, and while
- *    transformers.js generates on the host thread.
+ *    transformers.js generates on the host thread;
+ *  - a mixed serving workload (serving-workload.ts): 16 seeded requests with skewed prompt and output lengths,
+ *    arriving as a Poisson process and, separately, all at t = 0. Ours: the threaded Engine fed at the arrival
+ *    times. transformers.js: sequential in arrival order and FCFS static batches of 4, 8 and 16 (left-padded; a
+ *    batch runs until its longest member, only each member's own tokens count), its best strategy counts.
+ *    Figure: aggregate output tokens/s = all tokens ÷ (last finish − first arrival), and per-request latency.
+ *    `--mixed standard|short|quick` picks the length ranges; `--mixed-only` runs this part alone.
  *
  * Decode tokens/s of a load = tokens delivered inside the window where every request is decoding
  * (from the last request's first token to the first request's last token) ÷ the window. End-to-end
@@ -21,6 +27,7 @@
  * The machine may be shared: each round runs our load next to the transformers.js load it is compared
  * with, ratios are taken within a round, and the table prints medians over rounds (3, or 1 with --quick),
  * plus the same figures from each side's best round (the least disturbed one), with the load average.
+ * The mixed workload runs once per invocation, after the rounds, our runs between transformers.js' strategies.
  */
 import { mkdir } from "node:fs/promises";
 import os from "node:os";
@@ -39,6 +46,18 @@ import { writeModel } from "../gpu-node/model/write-model.ts";
 import { parseChatRequest } from "../shared/request-schema.ts";
 import { renderChat } from "../gpu-node/tokenizer/chat-format.ts";
 import { phi4Tokenizer } from "../gpu-node/tokenizer/phi4-tokenizer.ts";
+import {
+  fcfsGroups,
+  servingFigures,
+  servingWorkload,
+  staticBatchTimeline,
+  type MeasuredBatch,
+  type RequestTiming,
+  type ServingFigures,
+  type ServingRequest,
+  type ServingWorkload,
+  type WorkloadShape,
+} from "./serving-workload.ts";
 
 const BENCH_CONFIG: Phi3Config = tinyConfig({ numLayers: 8, hiddenSize: 1024, numHeads: 16, numKvHeads: 4, headDim: 64, intermediateSize: 2816 });
 const WEIGHT_SEED = 0;
@@ -53,19 +72,33 @@ interface Args {
   json: boolean;
   quick: boolean;
   threads: number;
+  /** Only the mixed serving workload (no equal-length rounds). */
+  mixedOnly: boolean;
+  mixed: MixedShapeName;
 }
 
 function parseCli(): Args {
   const { values } = parseArgs({
     args: process.argv.slice(2),
-    options: { json: { type: "boolean", default: false }, quick: { type: "boolean", default: false }, threads: { type: "string", default: "2" } },
+    options: {
+      json: { type: "boolean", default: false },
+      quick: { type: "boolean", default: false },
+      threads: { type: "string", default: "2" },
+      "mixed-only": { type: "boolean", default: false },
+      mixed: { type: "string" },
+    },
   });
   const threads = Number(values.threads);
   if (!Number.isInteger(threads) || threads < 1) {
     process.stderr.write("bench:engine: --threads must be a positive integer\n");
     process.exit(2);
   }
-  return { json: values.json!, quick: values.quick!, threads };
+  const mixed = values.mixed ?? (values.quick ? "quick" : "standard");
+  if (!(mixed in MIXED_SHAPES)) {
+    process.stderr.write(`bench:engine: --mixed must be one of ${Object.keys(MIXED_SHAPES).join(", ")}\n`);
+    process.exit(2);
+  }
+  return { json: values.json!, quick: values.quick!, threads, mixedOnly: values["mixed-only"]!, mixed: mixed as MixedShapeName };
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -98,16 +131,23 @@ async function benchModels(args: Args): Promise<{ pagedDir: string; tjsRoot: str
 
 // ---------------------------------------------------------------- prompts
 
-/** `count` distinct user messages whose rendered chat is exactly `tokens` tokens (distinct from the first block on: no prefix-cache help). */
-function promptMessages(count: number, tokens: number): { texts: string[]; ids: number[][] } {
+/**
+ * Distinct user messages whose rendered chat is exactly `lengths[i]` tokens (distinct from the first block on:
+ * no prefix-cache help; `tag` keeps one set of prompts from sharing blocks with another).
+ */
+function promptMessages(lengths: number[], tag = "Request"): { texts: string[]; ids: number[][] } {
   const tok = phi4Tokenizer();
   const words = ["river", "stone", "lamp", "cloud", "garden", "window", "engine", "forest", "signal", "harbor", "paper", "orange"];
   const render = (text: string) => renderChat(tok, [{ role: "user", content: text }]).ids;
   const texts: string[] = [];
   const ids: number[][] = [];
-  for (let i = 0; i < count; i++) {
-    let text = `Request ${i}: describe`;
-    for (let w = 0; render(text).length < tokens; w++) text += ` ${words[(i * 7 + w) % words.length]}`;
+  lengths.forEach((tokens, i) => {
+    let text = `${tag} ${i}: describe`;
+    // Whole words in strides while far from the target (each adds at least one token), then one at a time.
+    for (let w = 0; render(text).length < tokens; ) {
+      const stride = Math.max(1, Math.floor((tokens - render(text).length) / 2));
+      for (let k = 0; k < stride; k++, w++) text += ` ${words[(i * 7 + w) % words.length]}`;
+    }
     let r = render(text);
     // A word may overshoot by more than one token: trim characters from the end until it fits exactly.
     while (r.length > tokens) {
@@ -117,15 +157,15 @@ function promptMessages(count: number, tokens: number): { texts: string[]; ids: 
     if (r.length !== tokens) throw new Error(`could not build a ${tokens}-token prompt (got ${r.length})`);
     texts.push(text);
     ids.push(r);
-  }
+  });
   return { texts, ids };
 }
 
-function chatBody(text: string, seed: number): Record<string, unknown> {
+function chatBody(text: string, seed: number, maxTokens = OUTPUT_TOKENS): Record<string, unknown> {
   return {
     model: "microsoft/phi-4",
     messages: [{ role: "user", content: text }],
-    max_tokens: OUTPUT_TOKENS,
+    max_tokens: maxTokens,
     temperature: TEMPERATURE,
     top_k: TOP_K,
     seed,
@@ -245,11 +285,21 @@ async function loadTransformersJs(root: string, name: string, threads: number): 
   });
 }
 
-/** One transformers.js generate over `rows` (equal-length prompts: no padding); returns each row's token arrival times. */
-async function transformersGenerate(model: PreTrainedModel, rows: number[][]): Promise<Arrivals> {
-  const width = rows[0].length;
-  const ids = BigInt64Array.from(rows.flat().map(BigInt));
-  const arrivals: Arrivals = rows.map(() => []);
+/**
+ * One transformers.js generate over `rows`, left-padded to the longest (a static batch), `newTokens` per row with
+ * eos banned; returns when it started and when each step's tokens arrived (every row gets one per step).
+ */
+async function transformersGenerate(model: PreTrainedModel, rows: number[][], newTokens = OUTPUT_TOKENS): Promise<{ startMs: number; stepMs: number[]; endMs: number }> {
+  const width = Math.max(...rows.map((r) => r.length));
+  const ids = new BigInt64Array(rows.length * width).fill(BigInt(BENCH_CONFIG.padTokenId));
+  const mask = new BigInt64Array(rows.length * width);
+  rows.forEach((r, b) =>
+    r.forEach((t, i) => {
+      ids[b * width + width - r.length + i] = BigInt(t);
+      mask[b * width + width - r.length + i] = 1n;
+    }),
+  );
+  const stepMs: number[] = [];
   let prompt = true;
   const streamer = {
     put(_value: bigint[][]) {
@@ -257,24 +307,213 @@ async function transformersGenerate(model: PreTrainedModel, rows: number[][]): P
         prompt = false; // generate() first puts the prompt ids
         return;
       }
-      const t = performance.now();
-      for (const a of arrivals) a.push(t);
+      stepMs.push(performance.now());
     },
     end() {},
   };
+  const startMs = performance.now();
   await model.generate({
     input_ids: new Tensor("int64", ids, [rows.length, width]),
-    attention_mask: new Tensor("int64", new BigInt64Array(ids.length).fill(1n), [rows.length, width]),
-    max_new_tokens: OUTPUT_TOKENS,
-    min_new_tokens: OUTPUT_TOKENS, // bans the eos ids, as logit_bias does on our side
+    attention_mask: new Tensor("int64", mask, [rows.length, width]),
+    max_new_tokens: newTokens,
+    min_new_tokens: newTokens, // bans the eos ids, as logit_bias does on our side
     do_sample: true,
     temperature: TEMPERATURE,
     top_k: TOP_K,
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     streamer: streamer as any,
   });
-  for (const a of arrivals) if (a.length !== OUTPUT_TOKENS) throw new Error(`transformers.js produced ${a.length} tokens, expected ${OUTPUT_TOKENS}`);
-  return arrivals;
+  const endMs = performance.now();
+  if (stepMs.length !== newTokens) throw new Error(`transformers.js produced ${stepMs.length} tokens, expected ${newTokens}`);
+  return { startMs, stepMs, endMs };
+}
+
+/** Equal-length rows: every row's token arrival times are the step times. */
+async function transformersArrivals(model: PreTrainedModel, rows: number[][]): Promise<Arrivals> {
+  const { stepMs } = await transformersGenerate(model, rows);
+  return rows.map(() => stepMs);
+}
+
+// ---------------------------------------------------------------- mixed serving workload
+
+/**
+ * Skewed lengths and Poisson arrivals (see serving-workload.ts); both sides serve the same seeded requests.
+ * `standard` (the default) is the issue's serving mix: prompts 16–512, outputs 16–256, mostly short, one request
+ * a second. Every transformers.js strategy serves the whole workload and the slowest take minutes on a busy
+ * machine, so `short` (outputs up to 128, twice the rate) and `quick` (the `--quick` default) trade realism for time.
+ */
+const MIXED_SHAPES = {
+  standard: { count: 16, seed: 1, prompt: { min: 16, max: 512 }, output: { min: 16, max: 256 }, skew: 2, arrivalsPerSec: 1 },
+  short: { count: 16, seed: 1, prompt: { min: 16, max: 512 }, output: { min: 16, max: 128 }, skew: 2, arrivalsPerSec: 2 },
+  quick: { count: 16, seed: 1, prompt: { min: 16, max: 256 }, output: { min: 8, max: 48 }, skew: 2, arrivalsPerSec: 6 },
+} satisfies Record<string, WorkloadShape>;
+type MixedShapeName = keyof typeof MIXED_SHAPES;
+/** transformers.js strategies: 1 = sequential in arrival order, else FCFS static batches of that size. */
+const STATIC_BATCH_SIZES = [1, 4, 8, 16];
+
+interface EngineServing {
+  timings: RequestTiming[];
+  figures: ServingFigures;
+  steps: number;
+  stepMs: number;
+  sessionRunMs: number;
+  samplerMs: number;
+  generatedTokens: number;
+  preemptions: number;
+  prefixCacheHitTokens: number;
+}
+
+/** Our threaded Engine fed at the workload's arrival times (ms after the first); one seeded request per entry. */
+async function engineServing(engine: Engine, requests: ServingRequest[], texts: string[], runId: string): Promise<EngineServing> {
+  const before = await engine.stats();
+  const t0 = performance.now();
+  const timings = await Promise.all(
+    requests.map(async (r): Promise<RequestTiming> => {
+      const wait = t0 + r.arrivalMs - performance.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      const arrivalMs = performance.now() - t0;
+      let firstTokenMs = NaN;
+      let finishMs = NaN;
+      let tokens = 0;
+      const id = `${runId}-${r.index}`;
+      for await (const e of engine.submit({ id, request: parse(chatBody(texts[r.index], 2000 + r.index, r.maxTokens)) })) {
+        if (e.type === "error") throw new Error(`request ${id}: ${e.message}`);
+        if (e.type === "delta" && e.tokens.length > 0) {
+          finishMs = performance.now() - t0;
+          if (tokens === 0) firstTokenMs = finishMs;
+          tokens += e.tokens.length;
+        }
+      }
+      if (tokens !== r.maxTokens) throw new Error(`request ${id}: ${tokens} tokens, expected ${r.maxTokens}`);
+      return { index: r.index, arrivalMs, firstTokenMs, finishMs, tokens };
+    }),
+  );
+  const after = await engine.stats();
+  const d = (k: keyof EngineStats) => (after[k] as number) - (before[k] as number);
+  return {
+    timings,
+    figures: servingFigures(timings),
+    steps: d("steps"),
+    stepMs: d("stepMs"),
+    sessionRunMs: d("sessionRunMs"),
+    samplerMs: d("samplerMs"),
+    generatedTokens: d("generatedTokens"),
+    preemptions: d("preemptions"),
+    prefixCacheHitTokens: d("prefixCacheHitTokens"),
+  };
+}
+
+interface StaticStrategy {
+  size: number;
+  batches: MeasuredBatch[];
+  /** Σ generate time; of it, time to each group's first token (prefill, padded). */
+  busyMs: number;
+  prefillMs: number;
+  /** Prompt tokens computed (padded to each group's longest) and real; rows × steps computed and tokens wanted. */
+  promptTokensComputed: number;
+  promptTokensReal: number;
+  rowStepsComputed: number;
+  tokensWanted: number;
+}
+
+/** transformers.js with static batches of `size` (1 = sequential): every FCFS group generated once, back to back. */
+async function transformersStrategy(model: PreTrainedModel, requests: ServingRequest[], ids: number[][], size: number, log: (line: string) => void): Promise<StaticStrategy> {
+  const s: StaticStrategy = { size, batches: [], busyMs: 0, prefillMs: 0, promptTokensComputed: 0, promptTokensReal: 0, rowStepsComputed: 0, tokensWanted: 0 };
+  for (const group of fcfsGroups(requests, size)) {
+    const rows = group.map((r) => ids[r.index]);
+    const longest = Math.max(...group.map((r) => r.maxTokens));
+    const { startMs, stepMs, endMs } = await transformersGenerate(model, rows, longest);
+    s.batches.push({
+      members: group.map((r) => r.index),
+      durationMs: endMs - startMs,
+      firstTokenOffsetMs: group.map(() => stepMs[0] - startMs),
+      finishOffsetMs: group.map((r) => stepMs[r.maxTokens - 1] - startMs),
+      maxTokens: group.map((r) => r.maxTokens),
+    });
+    s.busyMs += endMs - startMs;
+    s.prefillMs += stepMs[0] - startMs;
+    s.promptTokensComputed += group.length * Math.max(...rows.map((r) => r.length));
+    s.promptTokensReal += rows.reduce((n, r) => n + r.length, 0);
+    s.rowStepsComputed += group.length * longest;
+    s.tokensWanted += group.reduce((n, r) => n + r.maxTokens, 0);
+  }
+  log(`  mixed: transformers.js ${size === 1 ? "sequential" : `static batches of ${size}`}: ${(s.busyMs / 1000).toFixed(1)} s generating (${((100 * s.tokensWanted) / s.rowStepsComputed).toFixed(0)}% of computed rows useful)`);
+  return s;
+}
+
+interface MixedComparison {
+  workload: ServingWorkload;
+  engine: { poisson: EngineServing; burst: EngineServing };
+  transformersJs: StaticStrategy[];
+}
+
+/** The mixed workload on both sides, ours between their strategies so machine noise falls on both. */
+async function mixedComparison(engine: Engine, model: PreTrainedModel, args: Args): Promise<MixedComparison> {
+  const workload = servingWorkload(MIXED_SHAPES[args.mixed]);
+  const lengths = workload.burst.map((r) => r.promptTokens);
+  // Separate prompt sets per arrival variant, so the second run of ours finds nothing of the first in the prefix cache.
+  const poissonPrompts = promptMessages(lengths, "Mixed request");
+  const burstPrompts = promptMessages(lengths, "Burst request");
+  const progress = (line: string) => log(args, line);
+  const ours = async (variant: "poisson" | "burst") => {
+    const e = await engineServing(engine, workload[variant], (variant === "poisson" ? poissonPrompts : burstPrompts).texts, `mixed-${variant}`);
+    progress(`  mixed: engine, ${variant} arrivals: ${e.figures.tokensPerSec.toFixed(1)} tok/s (${e.figures.outputTokens} tokens in ${(e.figures.makespanMs / 1000).toFixed(1)} s)`);
+    return e;
+  };
+  const strategies: StaticStrategy[] = [];
+  const poisson = await ours("poisson");
+  for (const size of STATIC_BATCH_SIZES.slice(0, 2)) strategies.push(await transformersStrategy(model, workload.poisson, poissonPrompts.ids, size, progress));
+  const burst = await ours("burst");
+  for (const size of STATIC_BATCH_SIZES.slice(2)) strategies.push(await transformersStrategy(model, workload.poisson, poissonPrompts.ids, size, progress));
+  return { workload, engine: { poisson, burst }, transformersJs: strategies };
+}
+
+/** JSON figures of the mixed comparison: per arrival variant, ours, each transformers.js strategy, its best, the ratio. */
+function mixedResult(m: MixedComparison, shape: MixedShapeName) {
+  const strategyName = (size: number) => (size === 1 ? "sequential" : `static batches of ${size}`);
+  const variant = (v: "poisson" | "burst") => {
+    const theirs = m.transformersJs.map((s) => ({ strategy: strategyName(s.size), ...servingFigures(staticBatchTimeline(m.workload[v], s.batches)) }));
+    const best = theirs.reduce((a, b) => (b.tokensPerSec > a.tokensPerSec ? b : a));
+    const e = m.engine[v];
+    return {
+      ratio: e.figures.tokensPerSec / best.tokensPerSec,
+      engine: e.figures,
+      transformers_js_best: best.strategy,
+      transformers_js_best_tokens_per_sec: best.tokensPerSec,
+      transformers_js: theirs,
+    };
+  };
+  const engineWork = (e: EngineServing) => ({
+    steps: e.steps,
+    tokens_per_step: e.generatedTokens / e.steps,
+    busy_share: e.stepMs / e.figures.makespanMs,
+    session_run_share_of_step: e.sessionRunMs / e.stepMs,
+    sampler_share_of_step: e.samplerMs / e.stepMs,
+    preemptions: e.preemptions,
+    prefix_cache_hit_tokens: e.prefixCacheHitTokens,
+  });
+  return {
+    workload: {
+      shape,
+      ...MIXED_SHAPES[shape],
+      promptTokens: m.workload.burst.map((r) => r.promptTokens),
+      maxTokens: m.workload.burst.map((r) => r.maxTokens),
+      poissonArrivalsMs: m.workload.poisson.map((r) => Math.round(r.arrivalMs)),
+      totalOutputTokens: m.workload.burst.reduce((n, r) => n + r.maxTokens, 0),
+    },
+    poisson: variant("poisson"),
+    burst: variant("burst"),
+    engine_work: { poisson: engineWork(m.engine.poisson), burst: engineWork(m.engine.burst) },
+    transformers_js_work: m.transformersJs.map((s) => ({
+      strategy: strategyName(s.size),
+      generate_s: s.busyMs / 1000,
+      prefill_share: s.prefillMs / s.busyMs,
+      prompt_tokens_computed: s.promptTokensComputed,
+      prompt_tokens_real: s.promptTokensReal,
+      row_steps_computed: s.rowStepsComputed,
+      useful_row_share: s.tokensWanted / s.rowStepsComputed,
+    })),
+  };
 }
 
 // ---------------------------------------------------------------- main
@@ -300,7 +539,7 @@ async function round(r: number, engine: Engine, model: PreTrainedModel, texts: s
     const histogram = monitorEventLoopDelay({ resolution: 1 });
     histogram.enable();
     const start = performance.now();
-    const f = loadFigures(await transformersGenerate(model, rows), start);
+    const f = loadFigures(await transformersArrivals(model, rows), start);
     histogram.disable();
     log(args, `  round ${r + 1}: transformers.js ${String(rows.length).padStart(2)} rows: ${f.decodeTokensPerSec.toFixed(1)} decode tok/s, ${f.e2eTokensPerSec.toFixed(1)} e2e tok/s`);
     return { f, p99: histogram.percentile(99) / 1e6 };
@@ -319,13 +558,15 @@ async function main(): Promise<void> {
   const { pagedDir, tjsRoot, tjsName, buildSec } = await benchModels(args);
   const concurrency = [1, 4, 16, 32];
   const maxN = Math.max(...concurrency);
-  const { texts, ids } = promptMessages(maxN, PROMPT_TOKENS);
-  const rounds = args.quick ? 1 : 3;
+  const { texts, ids } = promptMessages(Array(maxN).fill(PROMPT_TOKENS));
+  const rounds = args.mixedOnly ? 0 : args.quick ? 1 : 3;
   const loadBefore = os.loadavg()[0];
+  // Room for every mixed request at once too (so nothing there is preempted for lack of blocks).
+  const mixedKvTokens = servingWorkload(MIXED_SHAPES[args.mixed]).burst.reduce((n, r) => n + Math.ceil((r.promptTokens + r.maxTokens) / BLOCK_SIZE) * BLOCK_SIZE, 0);
 
   const engine = await Engine.start({
     modelDir: pagedDir,
-    kvCacheTokens: 2 * maxN * (PROMPT_TOKENS + OUTPUT_TOKENS),
+    kvCacheTokens: Math.max(2 * maxN * (PROMPT_TOKENS + OUTPUT_TOKENS), mixedKvTokens),
     blockSize: BLOCK_SIZE,
     maxBatch: maxN,
     maxBatchTokens: 512,
@@ -334,15 +575,25 @@ async function main(): Promise<void> {
   });
   let model: PreTrainedModel | undefined;
   const results: Round[] = [];
+  let mixed: MixedComparison | undefined;
   try {
     model = await loadTransformersJs(tjsRoot, tjsName, args.threads);
     log(args, "warming up both ...");
     await engineLoad(engine, texts.slice(0, 2), "warmup");
     await transformersGenerate(model, [ids[0]]);
     for (let r = 0; r < rounds; r++) results.push(await round(r, engine, model, texts, ids, args));
+    log(args, "mixed serving workload ...");
+    mixed = await mixedComparison(engine, model, args);
   } finally {
     await engine.close();
     await model?.dispose();
+  }
+
+  const mixedFigures = mixedResult(mixed!, args.mixed);
+  if (args.mixedOnly) {
+    if (args.json) console.log(JSON.stringify({ bench: "engine", mixed_16: mixedFigures }));
+    else printMixed(mixedFigures);
+    return;
   }
 
   // Medians over rounds; ratios are taken within a round (same machine state), then their median.
@@ -367,6 +618,13 @@ async function main(): Promise<void> {
     vs_transformers_js_1: med((r) => r.engine.get(1)!.decodeTokensPerSec / r.tjsSingle.decodeTokensPerSec),
     vs_transformers_js_16: med((r) => r.engine.get(16)!.e2eTokensPerSec / tjsBest16(r)),
     vs_transformers_js_16_sequential: med((r) => r.engine.get(16)!.e2eTokensPerSec / tjsSeq16(r)),
+    /** 16 mixed requests (skewed prompt and output lengths) arriving as a Poisson process: ours ÷ transformers.js' best strategy. */
+    vs_transformers_js_16_mixed: mixedFigures.poisson.ratio,
+    /** The same 16 mixed requests all at t = 0. */
+    vs_transformers_js_16_mixed_burst: mixedFigures.burst.ratio,
+    engine_16_mixed_tokens_per_sec: mixedFigures.poisson.engine.tokensPerSec,
+    transformers_js_16_mixed_best_tokens_per_sec: mixedFigures.poisson.transformers_js_best_tokens_per_sec,
+    transformers_js_16_mixed_best: mixedFigures.poisson.transformers_js_best,
     overhead_share_32: eng(maxN, (l) => l.overheadShare),
     event_loop_p99_ms: eng(maxN, (l) => l.eventLoopP99Ms!),
     event_loop_max_ms: eng(maxN, (l) => l.eventLoopMaxMs!),
@@ -399,6 +657,7 @@ async function main(): Promise<void> {
       transformers_js_1_decode_tokens_per_sec: best((r) => r.tjsSingle.decodeTokensPerSec),
       transformers_js_16_best_tokens_per_sec: best(tjsBest16),
     },
+    mixed_16: mixedFigures,
   };
   if (args.json) console.log(JSON.stringify(result));
   else printTable(result, concurrency);
@@ -428,12 +687,42 @@ function printTable(r: any, concurrency: number[]): void {
   console.log(`  vs_transformers_js_1             | ${f(r.vs_transformers_js_1, 2).padStart(6)} | ≥ 1.0  ${ok(r.vs_transformers_js_1 >= 1)}`);
   console.log(`  vs_transformers_js_16 (its best) | ${f(r.vs_transformers_js_16, 2).padStart(6)} | ≥ 4    ${ok(r.vs_transformers_js_16 >= 4)} (its best: ${r.transformers_js_16_best})`);
   console.log(`  vs_transformers_js_16_sequential | ${f(r.vs_transformers_js_16_sequential, 2).padStart(6)} |`);
+  console.log(`  vs_transformers_js_16_mixed       | ${f(r.vs_transformers_js_16_mixed, 2).padStart(6)} | ≥ 4    ${ok(r.vs_transformers_js_16_mixed >= 4)} (Poisson arrivals; its best: ${r.transformers_js_16_mixed_best}; all at t = 0: ${f(r.vs_transformers_js_16_mixed_burst, 2)})`);
   console.log(`  overhead_share_32                | ${f(r.overhead_share_32, 3).padStart(6)} | ≤ 0.10 ${ok(r.overhead_share_32 <= 0.1)}`);
   console.log(`  event_loop_p99_ms                | ${f(r.event_loop_p99_ms, 2).padStart(6)} | < 20   ${ok(r.event_loop_p99_ms < 20)} (max ${f(r.event_loop_max_ms, 1)} ms)`);
   const b = r.best_of_rounds;
   console.log(`  best of rounds (least disturbed): scaling_32_over_1 ${f(b.scaling_32_over_1, 2)}, vs_transformers_js_1 ${f(b.vs_transformers_js_1, 2)}, vs_transformers_js_16 ${f(b.vs_transformers_js_16, 2)}`);
   console.log(`    engine decode tok/s ${concurrency.map((n) => `${n}: ${f(b.engine_decode_tokens_per_sec[n])}`).join(", ")}; 16 e2e ${f(b.engine_16_e2e_tokens_per_sec)}; transformers.js 1: ${f(b.transformers_js_1_decode_tokens_per_sec)}, 16: ${f(b.transformers_js_16_best_tokens_per_sec)}`);
-  console.log(`  KV bytes = blocks in use × ${r.kv_block_bytes} B per block: ${r.kv_bytes_consistent ? "yes" : "NO"} (peak ${r.kv_blocks_used_peak_at_32} blocks at 32 sequences; ${r.kv_blocks_needed_at_32} needed for 32 × ${PROMPT_TOKENS + OUTPUT_TOKENS} tokens)`);
+  printMixed(r.mixed_16);
+  console.log(`\n  KV bytes = blocks in use × ${r.kv_block_bytes} B per block: ${r.kv_bytes_consistent ? "yes" : "NO"} (peak ${r.kv_blocks_used_peak_at_32} blocks at 32 sequences; ${r.kv_blocks_needed_at_32} needed for 32 × ${PROMPT_TOKENS + OUTPUT_TOKENS} tokens)`);
+}
+
+function printMixed(m: ReturnType<typeof mixedResult>): void {
+  const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "—");
+  const s = (ms: number) => f(ms / 1000, 1);
+  const w = m.workload;
+  console.log(`\nmixed serving workload "${w.shape}": ${w.count} requests (seed ${w.seed}), prompts ${w.prompt.min}–${w.prompt.max}, outputs ${w.output.min}–${w.output.max} tokens (skew ${w.skew}), ${w.totalOutputTokens} output tokens, eos banned`);
+  console.log(`  prompt tokens ${w.promptTokens.join(" ")}`);
+  console.log(`  max tokens    ${w.maxTokens.join(" ")}`);
+  console.log(`  Poisson arrivals at ${w.arrivalsPerSec}/s: last at ${s(w.poissonArrivalsMs[w.poissonArrivalsMs.length - 1])} s; burst: all at t = 0`);
+  console.log("  arrivals | server                                 |  tok/s | makespan s | latency p50 / p90 / max s | TTFT p50 / p90 s | in flight | ≤2 in flight");
+  for (const v of ["poisson", "burst"] as const) {
+    const row = (name: string, x: ServingFigures) =>
+      console.log(
+        `  ${v.padEnd(8)} | ${name.padEnd(38)} | ${f(x.tokensPerSec).padStart(6)} | ${s(x.makespanMs).padStart(10)} | ${`${s(x.latencyP50Ms)} / ${s(x.latencyP90Ms)} / ${s(x.latencyMaxMs)}`.padStart(25)} | ${`${s(x.ttftP50Ms)} / ${s(x.ttftP90Ms)}`.padStart(16)} | ${f(x.meanInFlight).padStart(9)} | ${f(x.tailShareAtMost2 * 100, 0).padStart(11)}%`,
+      );
+    row("our engine", m[v].engine);
+    for (const t of m[v].transformers_js) row(`transformers.js ${t.strategy}${t.strategy === m[v].transformers_js_best ? " *" : ""}`, t);
+  }
+  console.log("  (* its best strategy; transformers.js groups are generated once, back to back, and placed on each arrival timeline)");
+  for (const v of ["poisson", "burst"] as const) {
+    const e = m.engine_work[v];
+    console.log(`  our engine, ${v}: ${e.steps} steps, ${f(e.tokens_per_step)} tokens/step, busy ${f(e.busy_share * 100, 0)}% of the makespan, session.run ${f(e.session_run_share_of_step * 100, 0)}% / sampler ${f(e.sampler_share_of_step * 100, 0)}% of step time, ${e.preemptions} preemptions`);
+  }
+  for (const t of m.transformers_js_work) {
+    console.log(`  transformers.js ${t.strategy}: ${f(t.generate_s)} s generating, ${f(t.prefill_share * 100, 0)}% of it prefill (${t.prompt_tokens_computed} prompt tokens computed for ${t.prompt_tokens_real}), ${f(t.useful_row_share * 100, 0)}% of ${t.row_steps_computed} decoded rows useful`);
+  }
+  console.log(`  vs_transformers_js_16_mixed (Poisson) ${f(m.poisson.ratio, 2)} (its best: ${m.poisson.transformers_js_best}); burst ${f(m.burst.ratio, 2)} (its best: ${m.burst.transformers_js_best})`);
 }
 
 await main();
