@@ -215,6 +215,8 @@ async function main() {
   const base = `http://127.0.0.1:${o.port}`;
   const child = await startWranglerDev(o, prefix, devKey, stateDir);
   try {
+    // The bench plays the GPU node: announce one, or the edge answers 503 no_capacity.
+    await redis.zadd(redisKeys(prefix).nodes, Date.now() + 3_600_000, "bench-node");
     await measureAdmission(base, devKey, redis, prefix, 30, 2); // warm-up
     const health = await measureHealth(base, 100);
     const admission1 = await measureAdmission(base, devKey, redis, prefix, Math.max(50, Math.floor(o.requests / 4)), 1);

@@ -16,6 +16,8 @@ export interface RedisKeys {
   /** Set when the client went away; nodes also hear it on `cancelChannel`. */
   cancel(id: string): string;
   cancelChannel: string;
+  /** Live GPU nodes (sorted set of node names by last heartbeat; node-registry.ts). */
+  nodes: string;
   /** Request metadata the Worker needs to resume a stream (owner key hash, shape options). */
   meta(id: string): string;
   /** Rate-limit counters of one API key (by its hash) in one window. */
@@ -32,6 +34,7 @@ export function redisKeys(prefix: string = DEFAULT_REDIS_PREFIX): RedisKeys {
     stream: (id) => `${prefix}:stream:${id}`,
     cancel: (id) => `${prefix}:cancel:${id}`,
     cancelChannel: `${prefix}:cancel`,
+    nodes: `${prefix}:nodes`,
     meta: (id) => `${prefix}:meta:${id}`,
     rateWindow: (keyHash, kind, window) => `${prefix}:rl:${keyHash}:${kind}:${window}`,
     concurrency: (keyHash) => `${prefix}:conc:${keyHash}`,

@@ -1,5 +1,5 @@
 /**
- * Admission and enqueue of one completion, on one Redis connection: queue depth (back-pressure), the
+ * Admission and enqueue of one completion, on one Redis connection: a live GPU node, queue depth (back-pressure), the
  * key's rate limits, the completion's meta (for resume), then the BullMQ job. Either everything
  * happens or the key's charge is handed back.
  */
@@ -9,6 +9,7 @@ import type { CompletionMeta } from "./completion-meta.ts";
 import { saveMeta } from "./completion-meta.ts";
 import type { RateLimits } from "./env.ts";
 import { chatQueue, checkQueueDepth, enqueueChat } from "./queue.ts";
+import { requireLiveNode } from "./node-pool.ts";
 import { admit, release, type Admission } from "./rate-limit.ts";
 import type { RedisClient } from "./redis.ts";
 
@@ -25,6 +26,7 @@ export async function admitAndEnqueue(redis: RedisClient, keys: RedisKeys, ticke
   const queue = chatQueue(redis, keys);
   let admission: Admission | null = null;
   try {
+    await requireLiveNode(redis, keys);
     await checkQueueDepth(queue, ticket.maxQueueDepth);
     admission = await admit(redis, keys, ticket.keyHash, ticket.limits, ticket.job.id, ticket.estimatedTokens);
     await saveMeta(redis, keys, ticket.job.id, ticket.meta);

@@ -15,6 +15,7 @@ import type { Logger } from "./logger.ts";
 import { NodeMetrics } from "./metrics.ts";
 import { startStatusServer, type StatusServer } from "./status-server.ts";
 import { StreamPublisher } from "./stream-publisher.ts";
+import { NodeHeartbeat } from "./node-heartbeat.ts";
 
 /** A job may stall this many times (its node died) before BullMQ fails it for good. */
 export const MAX_STALLED_COUNT = 2;
@@ -99,9 +100,12 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
   worker.on("error", (err: Error) => log.warn({ err: err.message }, "queue worker error"));
   await worker.waitUntilReady();
 
+  const heartbeat = new NodeHeartbeat(commands, keys.nodes, config.nodeName, log);
+
   const shutdown = (reason: string, exitCode = 0, drainTimeoutMs = config.drainTimeoutMs): Promise<number> => {
     shuttingDown ??= (async () => {
       log.info({ reason, jobsHeld: consumer!.jobsHeld, drainTimeoutMs }, "draining");
+      await heartbeat.stop();
       const { finished, handedBack } = await consumer!.drain(drainTimeoutMs);
       await consumer!.stop();
       await worker.close(true).catch((err: Error) => log.warn({ err: err.message }, "closing the queue worker failed"));
@@ -125,6 +129,7 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
     onEngineFailure: (err) => void shutdown(`engine failed: ${err.message}`, 1, 0),
   });
   consumer.start();
+  await heartbeat.start();
   log.info({ prefix: keys.prefix, maxBatch: config.maxBatch, kvCacheTokens: config.kvCacheTokens }, "ready");
 
   return {

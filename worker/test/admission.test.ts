@@ -104,3 +104,28 @@ describe("enqueued job options", () => {
     expect((await responding).status).toBe(200);
   });
 });
+
+describe("GPU node pool", () => {
+  const empty = new EdgeHarness("no-nodes", {}, { announceNode: false });
+  afterAll(() => empty.close());
+
+  it("answers 503 no_capacity with Retry-After and queues nothing when no GPU node is alive", async () => {
+    const response = await empty.chat(hello());
+    expect(response.status).toBe(503);
+    expect(Number(response.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect(await response.json()).toMatchObject({ error: { type: "service_unavailable", code: "no_capacity" } });
+    expect(await empty.waitingJobs()).toBe(0);
+  });
+
+  it("takes requests again once a node's heartbeat is fresh, and not after it went stale", async () => {
+    // A heartbeat 20 s old (Redis server time) counts as gone.
+    const [seconds] = (await empty.redis.time()) as unknown as [string, string];
+    await empty.redis.zadd(empty.keys.nodes, Number(seconds) * 1000 - 20_000, "stale-node");
+    expect((await empty.chat(hello())).status).toBe(503);
+    await empty.redis.zadd(empty.keys.nodes, Number(seconds) * 1000, "fresh-node");
+    const responding = empty.chat(hello());
+    const job = await empty.nextJob();
+    await empty.publish(job.id, ...answer(["ok"], 5));
+    expect((await responding).status).toBe(200);
+  });
+});

@@ -22,7 +22,10 @@ export class EdgeHarness {
   private readonly queue: Queue;
   private contexts: ReturnType<typeof createExecutionContext>[] = [];
 
-  constructor(name: string, private readonly overrides: Partial<WorkerEnv> = {}) {
+  private announced = false;
+
+  /** `announceNode: false` leaves the node registry empty, as when no GPU node is running. */
+  constructor(name: string, private readonly overrides: Partial<WorkerEnv> = {}, private readonly options: { announceNode?: boolean } = {}) {
     this.prefix = `phi4test-${name}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
     this.keys = redisKeys(this.prefix);
     this.redis = new Redis("redis://127.0.0.1:6379", { commandTimeout: 5000, maxRetriesPerRequest: 1 });
@@ -35,6 +38,11 @@ export class EdgeHarness {
 
   /** One request through the app, with this file's prefix; waitUntil work is awaited at close(). */
   async fetch(path: string, init: RequestInit = {}, extraEnv: Partial<WorkerEnv> = {}): Promise<Response> {
+    if (!this.announced && this.options.announceNode !== false) {
+      // The node's part: one GPU node alive for the whole test file (a heartbeat far in the future).
+      await this.redis.zadd(this.keys.nodes, Date.now() + 86_400_000, "test-node");
+      this.announced = true;
+    }
     const ctx = createExecutionContext();
     const response = await app.fetch(new Request(`http://edge.test${path}`, init), this.env(extraEnv), ctx);
     this.contexts.push(ctx);

@@ -165,3 +165,21 @@ describe("the status port", () => {
     expect(text).not.toContain("haiku about queues");
   });
 });
+
+describe("the node registry", () => {
+  it("announces a ready node, and withdraws it at shutdown so the edge stops queueing for it", async () => {
+    const registry = new TestWorker(uniquePrefix("registry"));
+    const announced = await startNode({ prefix: registry.prefix, modelDir: await tinyModelDir(), name: "node-reg" });
+    try {
+      expect(await registry.redis.zscore(registry.keys.nodes, "node-reg")).not.toBeNull();
+      const [seconds] = await registry.redis.time();
+      expect(Number(await registry.redis.zscore(registry.keys.nodes, "node-reg"))).toBeGreaterThan(Number(seconds) * 1000 - 15_000);
+      announced.child.kill("SIGTERM");
+      expect((await announced.exited).code).toBe(0);
+    } finally {
+      await announced.stop();
+    }
+    expect(await registry.redis.zscore(registry.keys.nodes, "node-reg")).toBeNull();
+    await registry.cleanup();
+  });
+});
