@@ -5,10 +5,11 @@
  * sequence (ORT copies every output), and the runner writes the new rows into the sequences' blocks:
  * the work per step is proportional to the new tokens, never to the cache.
  *
- * Batching: `forward` splits a ragged batch into at most two session runs: rows with one new token
- * (decode) run together with S = 1; rows with several new tokens (prefill, chunked prefill) run together,
- * right-padded to the longest of them. The block-table width of a run is the most blocks any of its rows
- * needs for its PAST tokens (at least 1), so attention reads only the cache the batch uses.
+ * Batching: `forward` splits a ragged batch into session runs: rows with one new token (decode) run
+ * together with S = 1; rows with several new tokens (prefill, chunked prefill) run in groups of similar
+ * length, each right-padded to its longest (prefillGroups bounds the padding). The block-table width
+ * of a run is the most blocks any of its rows needs for its PAST tokens (at least 1), so attention
+ * reads only the cache the batch uses.
  *
  * `session.run` is synchronous native work that blocks the calling thread for the whole step: call
  * the runner from a worker thread, not from the service's main thread.
@@ -40,6 +41,36 @@ export interface StepStats {
   sessionRunMs: number;
   outputBytes: number;
   runs: number;
+}
+
+/** A prefill run may compute at most this many padded tokens per real one (else it is split). */
+const MAX_PREFILL_PADDING = 1.25;
+
+/**
+ * Prefill rows grouped into runs of similar length: every row of a run is right-padded to its longest,
+ * so a 400-token prompt and a 20-token one are cheaper apart than together. Longest first, greedily.
+ */
+export function prefillGroups(rows: ReadonlyArray<BatchRow>, prefill: number[]): number[][] {
+  const order = [...prefill].sort((a, b) => rows[b].tokens.length - rows[a].tokens.length || a - b);
+  const groups: number[][] = [];
+  let group: number[] = [];
+  let longest = 0;
+  let real = 0;
+  for (const r of order) {
+    const n = rows[r].tokens.length;
+    if (group.length > 0 && longest * (group.length + 1) > MAX_PREFILL_PADDING * (real + n)) {
+      groups.push(group);
+      group = [];
+    }
+    if (group.length === 0) {
+      longest = n;
+      real = 0;
+    }
+    group.push(r);
+    real += n;
+  }
+  if (group.length > 0) groups.push(group);
+  return groups;
 }
 
 export class ModelRunner {
@@ -121,14 +152,16 @@ export class ModelRunner {
       this.checkRow(rows[r], r);
       (rows[r].tokens.length === 1 ? decode : prefill).push(r);
     }
+    const groups = decode.length > 0 ? [decode] : [];
+    groups.push(...prefillGroups(rows, prefill));
     let logits: Float32Array;
-    if (decode.length === 0 || prefill.length === 0) {
+    if (groups.length === 1 && groups[0].every((r, i) => r === i)) {
       // One run in the caller's row order: its logits output is the answer, no second copy.
-      logits = await this.runGroup(rows, decode.length > 0 ? decode : prefill);
+      logits = await this.runGroup(rows, groups[0]);
     } else {
       const vocab = this.config.vocabSize;
       logits = new Float32Array(rows.length * vocab);
-      for (const group of [decode, prefill]) {
+      for (const group of groups) {
         const part = await this.runGroup(rows, group);
         for (let b = 0; b < group.length; b++) logits.set(part.subarray(b * vocab, (b + 1) * vocab), group[b] * vocab);
       }
