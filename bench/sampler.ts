@@ -4,10 +4,13 @@
  *   npx tsx bench/sampler.ts --json   one JSON object
  * Each sample gets a fresh copy of the row (the sampler writes bias/penalties into it); the copy's own
  * cost is measured alone and subtracted.
+ * "preselected" rows: the engine's batched path (logits-preselector.ts) on a batch of 32 rows — prepare
+ * each row, one onnxruntime TopK run (2 intra-op threads), draw each row — divided by 32.
  */
 import { VOCAB_SIZE } from "../shared/limits.ts";
 import { seedWords, uniformFromWords } from "../gpu-node/engine/prng.ts";
 import { DEFAULT_SAMPLING, Sampler, TokenCounts, type SamplingParams } from "../gpu-node/engine/sampler.ts";
+import { LogitsPreselector } from "../gpu-node/engine/logits-preselector.ts";
 
 const json = process.argv.includes("--json");
 const ITERATIONS = 400;
@@ -98,6 +101,45 @@ for (const c of cases) {
     };
   }
 }
+
+// The batched path: 32 rows (the engine's batch), µs per row.
+const BATCH = 32;
+const BATCH_ITERATIONS = 60;
+const preselector = await LogitsPreselector.create(VOCAB_SIZE, 2);
+const batchRows = { peaked: new Float32Array(BATCH * VOCAB_SIZE), flat: new Float32Array(BATCH * VOCAB_SIZE) };
+for (const shape of shapes) for (let r = 0; r < BATCH; r++) batchRows[shape].set(rows[shape][r & 3], r * VOCAB_SIZE);
+const batchWork = new Float32Array(BATCH * VOCAB_SIZE);
+async function timeBatches(body: (i: number) => Promise<void>): Promise<number[]> {
+  for (let i = 0; i < 10; i++) await body(i);
+  const out: number[] = [];
+  for (let i = 0; i < BATCH_ITERATIONS; i++) {
+    const t0 = performance.now();
+    await body(i);
+    out.push(((performance.now() - t0) * 1000) / BATCH);
+  }
+  return out.sort((a, b) => a - b);
+}
+const batchCopy = await timeBatches(async () => batchWork.set(batchRows.flat));
+const batchCases = cases.filter((c) => Sampler.usesCandidates(c.params, preselector.k));
+for (const c of batchCases) {
+  const name = `${c.name}, preselected`;
+  results[name] = {} as Record<(typeof shapes)[number], Figures>;
+  for (const shape of shapes) {
+    const times = await timeBatches(async (i) => {
+      batchWork.set(batchRows[shape]);
+      for (let r = 0; r < BATCH; r++) sampler.prepare(batchWork, r * VOCAB_SIZE, c.params, history);
+      const candidates = await preselector.run(batchWork, BATCH, c.params.logprobs);
+      for (let r = 0; r < BATCH; r++) sampler.draw(batchWork, r * VOCAB_SIZE, c.params, uniformFromWords(seedLo, seedHi, r, i), candidates, r);
+    });
+    results[name][shape] = {
+      bestUs: +(best(times) - best(batchCopy)).toFixed(1),
+      medianUs: +(median(times) - median(batchCopy)).toFixed(1),
+      p90Us: +(p90(times) - median(batchCopy)).toFixed(1),
+    };
+  }
+}
+await preselector.release();
+
 const prngNs = (() => {
   const n = 200_000;
   let acc = 0;
@@ -117,9 +159,9 @@ if (json) {
   console.log(JSON.stringify(report));
 } else {
   console.log(`sampler on a ${VOCAB_SIZE}-token vocabulary, µs per token (${ITERATIONS} samples each, row copy subtracted; load ${load1.toFixed(2)})`);
-  console.log(`${"".padEnd(34)}${"peaked logits".padEnd(27)}flat logits`);
-  console.log(`${"case".padEnd(34)}${"best  median    p90".padEnd(27)}best  median    p90`);
+  console.log(`${"".padEnd(42)}${"peaked logits".padEnd(27)}flat logits`);
+  console.log(`${"case".padEnd(42)}${"best  median    p90".padEnd(27)}best  median    p90`);
   const cell = (f: Figures) => `${f.bestUs.toFixed(0).padStart(4)}${f.medianUs.toFixed(0).padStart(8)}${f.p90Us.toFixed(0).padStart(7)}`;
-  for (const [name, r] of Object.entries(results)) console.log(`${name.padEnd(34)}${cell(r.peaked).padEnd(27)}${cell(r.flat)}`);
+  for (const [name, r] of Object.entries(results)) console.log(`${name.padEnd(42)}${cell(r.peaked).padEnd(27)}${cell(r.flat)}`);
   console.log(`prng uniformFromWords: ${prngNs} ns per draw`);
 }

@@ -12,6 +12,7 @@ import type { ModelRunner } from "../runner/model-runner.ts";
 import { renderChat } from "../tokenizer/chat-format.ts";
 import type { Phi4Tokenizer } from "../tokenizer/phi4-tokenizer.ts";
 import { BlockManager } from "./block-manager.ts";
+import { LogitsPreselector, PRESELECT_K, type PreselectedCandidates } from "./logits-preselector.ts";
 import { requestSeed, uniformFromWords } from "./prng.ts";
 import { RequestGroup } from "./request-group.ts";
 import { Sampler } from "./sampler.ts";
@@ -59,6 +60,10 @@ export class LlmEngine {
   private readonly groups = new Map<string, RequestGroup>();
   private readonly contextLimit: number;
   private readonly sampler: Sampler;
+  /** Built on the first step that can use it; null when onnxruntime could not build it (the JS scan is used). */
+  private preselector: LogitsPreselector | null | undefined;
+  /** This step's rows to sample, in batch order (reused between steps). */
+  private readonly drawRows: number[] = [];
   private steps = 0;
   private forwardMs = 0;
   private sessionRunMs = 0;
@@ -149,6 +154,11 @@ export class LlmEngine {
     this.forwardMs += performance.now() - t1;
     this.sessionRunMs += this.runner.lastStepStats.sessionRunMs;
     const vocab = this.runner.config.vocabSize;
+    // Bias and penalties first (sparse, in place), so one preselector run can rank every row that can use it.
+    const drawRows = this.drawRows;
+    drawRows.length = 0;
+    let rankable = 0;
+    let logprobRows = 0;
     for (let r = 0; r < rows.length; r++) {
       const { seq, numTokens } = rows[r];
       // Aborted while the forward pass ran (the thread takes messages during it): its blocks are
@@ -158,9 +168,25 @@ export class LlmEngine {
       this.blocks.commit(seq);
       if (seq.numComputedTokens < seq.numTokens) continue; // more prompt to prefill
       const group = this.groups.get(seq.requestId)!;
+      const ts = performance.now();
+      this.sampler.prepare(logits, r * vocab, group.sampling, group.penaltiesOf(seq));
+      this.samplerMs += performance.now() - ts;
+      drawRows.push(r);
+      if (Sampler.usesCandidates(group.sampling, PRESELECT_K)) {
+        rankable++;
+        if (group.sampling.logprobs) logprobRows++;
+      }
+    }
+    const tp = performance.now();
+    const candidates = await this.preselect(logits, rows.length, rankable, logprobRows);
+    this.samplerMs += performance.now() - tp;
+    for (const r of drawRows) {
+      const { seq } = rows[r];
+      if (seq.isFinished || !this.groups.has(seq.requestId)) continue; // aborted during the preselector run
+      const group = this.groups.get(seq.requestId)!;
       const u = uniformFromWords(group.seedLo, group.seedHi, seq.choiceIndex, seq.numOutputTokens);
       const ts = performance.now();
-      const result = this.sampler.sample(logits, r * vocab, group.sampling, group.penaltiesOf(seq), u);
+      const result = this.sampler.draw(logits, r * vocab, group.sampling, u, candidates, r);
       this.samplerMs += performance.now() - ts;
       const delta = group.accept(seq, result, this.contextLimit);
       this.generatedTokens++;
@@ -173,6 +199,28 @@ export class LlmEngine {
     this.steps++;
     this.stepMs += performance.now() - t0;
     return true;
+  }
+
+  /**
+   * Ranks the batch's rows in onnxruntime when at least one row can draw from the candidates. The
+   * log-sum-exp (for logprobs) costs about as much as the JS normaliser on a dozen rows, so it is asked
+   * for only when a third of the batch wants logprobs; other rows sum their normaliser in JS.
+   */
+  private async preselect(logits: Float32Array, rows: number, rankable: number, logprobRows: number): Promise<PreselectedCandidates | null> {
+    if (rankable === 0) return null;
+    if (this.preselector === undefined) {
+      try {
+        this.preselector = await LogitsPreselector.create(this.runner.config.vocabSize);
+      } catch {
+        this.preselector = null;
+      }
+    }
+    if (this.preselector === null) return null;
+    try {
+      return await this.preselector.run(logits, rows, logprobRows * 3 >= rows);
+    } catch {
+      return null; // the full-row scan gives the same tokens
+    }
   }
 
   stats(): EngineStats {

@@ -19,6 +19,7 @@
  * step loop, and a request's logit_bias object is compiled once (treat it as immutable).
  */
 import { MAX_TOP_LOGPROBS, VOCAB_SIZE } from "../../shared/limits.ts";
+import type { PreselectedCandidates } from "./logits-preselector.ts";
 
 export interface SamplingParams {
   temperature: number;
@@ -433,16 +434,52 @@ export class Sampler {
    * the caller adds the chosen token to it afterwards.
    */
   sample(logits: Float32Array, offset: number, params: SamplingParams, counts: TokenCounts, u: number): SampleResult {
+    this.prepare(logits, offset, params, counts);
+    return this.draw(logits, offset, params, u, null, 0);
+  }
+
+  /** The first half of `sample`: writes bias and penalties into the row (for callers that rank rows before `draw`). */
+  prepare(logits: Float32Array, offset: number, params: SamplingParams, counts: TokenCounts): void {
+    if (offset < 0 || offset + this.vocabSize > logits.length) throw new RangeError(`row at ${offset} lies outside the logits buffer`);
+    this.applyBiasAndPenalties(logits, offset, params, counts);
+  }
+
+  /**
+   * Whether a row with these params can be drawn from `k` preselected candidates (logits-preselector.ts):
+   * greedy, or top_k ≤ k, with top_logprobs within them too.
+   */
+  static usesCandidates(params: SamplingParams, k: number): boolean {
+    const greedy = params.temperature === 0 || params.topK === 1;
+    if (!greedy && !(params.topK > 0 && params.topK <= k)) return false;
+    return !params.logprobs || Math.min(params.topLogprobs, MAX_TOP_LOGPROBS) <= k;
+  }
+
+  /**
+   * The second half of `sample`, on a row `prepare` already biased. With `candidates` (the preselector's
+   * run on this buffer after `prepare`; `candidateRow` is this row's index in it) greedy and top_k ≤ k
+   * read the ranked candidates instead of scanning the row; the result is the same token and logprobs.
+   */
+  draw(
+    logits: Float32Array, offset: number, params: SamplingParams, u: number,
+    candidates: PreselectedCandidates | null = null, candidateRow = 0,
+  ): SampleResult {
     const V = this.vocabSize;
     if (offset < 0 || offset + V > logits.length) throw new RangeError(`row at ${offset} lies outside the logits buffer`);
-    this.applyBiasAndPenalties(logits, offset, params, counts);
-
     let token: number;
     let rowMax = NaN;
     let ranked = 0;
     this.fullTotal = NaN;
     const topK = params.topK > 0 && params.topK < V ? params.topK : 0;
-    if (params.temperature === 0 || topK === 1) {
+    const greedy = params.temperature === 0 || topK === 1;
+    // Candidates to rank: the draw's (1 for greedy, top_k) and the top_logprobs shown.
+    const wanted = Math.max(greedy ? 1 : topK, params.logprobs ? Math.min(params.topLogprobs, MAX_TOP_LOGPROBS) : 0);
+    const preselected = candidates !== null && (greedy || topK > 0) && wanted <= candidates.k &&
+      this.loadCandidates(logits, offset, candidates, candidateRow, wanted);
+    if (preselected) {
+      ranked = wanted;
+      rowMax = logits[offset + keyId(this.keys[0])];
+      token = greedy ? keyId(this.keys[0]) : this.drawFromRanked(logits, offset, topK, params, u);
+    } else if (greedy) {
       token = this.argmax(logits, offset);
       rowMax = logits[offset + token];
     } else if (topK > 0) {
@@ -459,8 +496,12 @@ export class Sampler {
 
     if (!params.logprobs) return { token, logprob: NaN, top: null };
     // At temperature 1 without min_p the draw already summed the normaliser; top_k already ranked the head.
-    const z = Number.isNaN(this.fullTotal) ? this.normaliser(logits, offset, rowMax) : this.fullTotal;
-    const logZ = rowMax + Math.log(z);
+    const lse = preselected && candidates.logSumExp !== null ? candidates.logSumExp[candidateRow] : NaN;
+    let logZ = lse;
+    if (!Number.isFinite(lse)) {
+      const z = Number.isNaN(this.fullTotal) ? this.normaliser(logits, offset, rowMax) : this.fullTotal;
+      logZ = rowMax + Math.log(z);
+    }
     const top = ranked >= params.topLogprobs
       ? this.rankedLogprobs(logits, offset, Math.min(params.topLogprobs, MAX_TOP_LOGPROBS), logZ)
       : this.topLogprobs(logits, offset, params.topLogprobs, logZ);
@@ -498,6 +539,24 @@ export class Sampler {
       const cs = counts.generatedCounts;
       for (let i = 0; i < counts.distinctGenerated; i++) row[offset + ids[i]] -= cs[i] * freq + pres;
     }
+  }
+
+  /**
+   * The first n preselected candidates of a row as ranking keys in keys[0..n); false (use the full scan)
+   * when one is NaN or ±0: onnxruntime orders -0 and +0 as equal (lower id first), the keys put +0 first.
+   * Without those, both orders are "higher logit, then lower id", so both pick the same top n.
+   */
+  private loadCandidates(row: Float32Array, offset: number, c: PreselectedCandidates, r: number, n: number): boolean {
+    const base = r * c.k;
+    for (let i = 0; i < n; i++) {
+      const v = c.values[base + i];
+      if (v !== v || v === 0) return false;
+    }
+    for (let i = 0; i < n; i++) {
+      const id = c.ids[base + i];
+      this.keys[i] = rankKey(row[offset + id], id);
+    }
+    return true;
   }
 
   /** Highest logit, lowest id on ties; NaN never wins. */
