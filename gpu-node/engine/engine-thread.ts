@@ -72,6 +72,7 @@ async function main(): Promise<void> {
       wake = null;
     }
   }
+  await engine.release();
   await runner.release();
   port.close();
 }

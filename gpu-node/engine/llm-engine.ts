@@ -223,6 +223,13 @@ export class LlmEngine {
     }
   }
 
+  /** Frees the engine's own onnxruntime session (the logits preselector); the runner is its owner's. */
+  async release(): Promise<void> {
+    const preselector = this.preselector;
+    this.preselector = null;
+    await preselector?.release();
+  }
+
   stats(): EngineStats {
     const b = this.blocks.stats();
     return {
