@@ -28,7 +28,7 @@ import path from "node:path";
 import type { Phi3Config } from "./phi3-config.ts";
 import type { WeightSource } from "./weights.ts";
 import { DataType, MS_DOMAIN, OnnxGraph, type DataTypeCode } from "./graph/onnx-graph.ts";
-import { ropeTables } from "./graph/phi3-decoder-graph.ts";
+import { rotaryEmbedding } from "./graph/phi3-decoder-graph.ts";
 import { float32Bytes, transpose2d } from "./graph/weight-encoding.ts";
 
 export const TJS_ONNX_FILE = "model.onnx";
@@ -178,17 +178,7 @@ async function buildClassicPhi3Graph(g: OnnxGraph, c: Phi3Config, weights: Weigh
   const mask = g.op("Unsqueeze", [g.op("Reshape", [maskG, g.op("Concat", [i64([0, -1]), T1], { axis: 0 })]), i64([1])]); // [B,1,S*g,T]
 
   // ---- RoPE from position_ids
-  const { cos, sin } = ropeTables(c);
-  const pos = g.op("Min", [positionIds, i64([c.contextLength - 1])]);
-  const cosT = g.op("Unsqueeze", [g.op("Gather", [g.constFloat(cos, [c.contextLength, hd / 2]), pos], { axis: 0 }), i64([2])]); // [B,S,1,hd/2]
-  const sinT = g.op("Unsqueeze", [g.op("Gather", [g.constFloat(sin, [c.contextLength, hd / 2]), pos], { axis: 0 }), i64([2])]);
-  const halves = i64([hd / 2, hd / 2]);
-  const rope = (x: string): string => {
-    const [x1, x2] = g.node("Split", [x, halves], { axis: -1 }, 2);
-    const r1 = g.op("Sub", [g.op("Mul", [x1, cosT]), g.op("Mul", [x2, sinT])]);
-    const r2 = g.op("Add", [g.op("Mul", [x2, cosT]), g.op("Mul", [x1, sinT])]);
-    return g.op("Concat", [r1, r2], { axis: -1 });
-  };
+  const rope = rotaryEmbedding(g, c, g.op("Min", [positionIds, i64([c.contextLength - 1])]));
 
   // ---- embedding and layers
   const embedName = "model.embed_tokens.weight";

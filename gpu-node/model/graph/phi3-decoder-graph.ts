@@ -162,17 +162,7 @@ export async function buildPhi3DecoderGraph(
   const splitPastNew = g.op("Concat", [L1, S1], { axis: 0 });
 
   const positions = g.op("Min", [g.op("Add", [pastCol, jNew]), i64([c.contextLength - 1])]); // [B,S]
-  const { cos, sin } = ropeTables(c);
-  const cosT = g.op("Unsqueeze", [g.op("Gather", [g.constFloat(cos, [c.contextLength, hd / 2]), positions], { axis: 0 }), i64([2])]);
-  const sinT = g.op("Unsqueeze", [g.op("Gather", [g.constFloat(sin, [c.contextLength, hd / 2]), positions], { axis: 0 }), i64([2])]);
-  const halves = i64([hd / 2, hd / 2]);
-  /** rotate_half RoPE on [B,S,heads,hd]. */
-  const rope = (x: string): string => {
-    const [x1, x2] = g.node("Split", [x, halves], { axis: -1 }, 2);
-    const r1 = g.op("Sub", [g.op("Mul", [x1, cosT]), g.op("Mul", [x2, sinT])]);
-    const r2 = g.op("Add", [g.op("Mul", [x2, cosT]), g.op("Mul", [x1, sinT])]);
-    return g.op("Concat", [r1, r2], { axis: -1 });
-  };
+  const rope = rotaryEmbedding(g, c, positions);
 
   // ---- embedding
   const embedName = "model.embed_tokens.weight";
@@ -233,6 +223,26 @@ export async function buildPhi3DecoderGraph(
 }
 
 /** cos/sin of position * inv_freq, [contextLength, hd/2], computed in float64 then rounded once. */
+/**
+ * HF's rotate_half RoPE at `positions` ([B,S] int64, already clamped to the context): returns the
+ * function that rotates a [B,S,heads,hd] tensor. cos/sin come from float64-computed tables.
+ */
+export function rotaryEmbedding(g: OnnxGraph, c: Phi3Config, positions: string): (x: string) => string {
+  const hd = c.headDim;
+  const { cos, sin } = ropeTables(c);
+  const table = (values: Float32Array) =>
+    g.op("Unsqueeze", [g.op("Gather", [g.constFloat(values, [c.contextLength, hd / 2]), positions], { axis: 0 }), g.constInt64([2])]); // [B,S,1,hd/2]
+  const cosT = table(cos);
+  const sinT = table(sin);
+  const halves = g.constInt64([hd / 2, hd / 2]);
+  return (x: string): string => {
+    const [x1, x2] = g.node("Split", [x, halves], { axis: -1 }, 2);
+    const r1 = g.op("Sub", [g.op("Mul", [x1, cosT]), g.op("Mul", [x2, sinT])]);
+    const r2 = g.op("Add", [g.op("Mul", [x2, cosT]), g.op("Mul", [x1, sinT])]);
+    return g.op("Concat", [r1, r2], { axis: -1 });
+  };
+}
+
 export function ropeTables(c: Phi3Config): { cos: Float32Array; sin: Float32Array } {
   const half = c.headDim / 2;
   const cos = new Float32Array(c.contextLength * half);
