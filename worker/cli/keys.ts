@@ -21,6 +21,10 @@ function listKeys(target: Target) {
 }
 
 async function main(): Promise<void> {
+  if (["help", "--help", "-h"].includes(process.argv[2] ?? "")) {
+    console.log(USAGE);
+    return;
+  }
   const { command, target } = parseKeyArgs(process.argv.slice(2));
   const where = target.remote ? "the deployed namespace" : `local state${target.persistTo ? ` (${target.persistTo})` : ""}`;
   if (command.kind === "list") {
@@ -44,7 +48,9 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  if (err instanceof UsageError) console.error(`${err.message}\n\n${USAGE}`);
-  else console.error(err instanceof Error ? err.message : err);
+  // One line, like every operator tool: what went wrong, and for usage mistakes the usage.
+  const message = (err instanceof Error ? err.message : String(err)).replace(/\s+/g, " ").trim();
+  if (err instanceof UsageError) console.error(`error: ${message}; usage: npm run keys -- create <name> [--rpm N --tpm N --concurrent N] | list | revoke <name> [--remote]`);
+  else console.error(`error: ${message}`);
   process.exitCode = err instanceof UsageError ? 2 : 1;
 });
