@@ -5,12 +5,10 @@
 import { ApiError } from "../shared/errors.ts";
 import { LIVE_NODES_SCRIPT } from "../shared/node-registry.ts";
 import type { RedisKeys } from "../shared/redis-keys.ts";
-import type { RedisClient } from "./redis.ts";
-
-const NO_CAPACITY_RETRY_AFTER_S = 5;
+import { UNAVAILABLE_RETRY_AFTER_S, type RedisClient } from "./redis.ts";
 
 export async function requireLiveNode(redis: RedisClient, keys: RedisKeys): Promise<void> {
   const live = Number(await redis.eval(LIVE_NODES_SCRIPT, 1, keys.nodes));
   if (live > 0) return;
-  throw new ApiError(503, "service_unavailable", "No GPU node is serving right now. Please retry shortly.", "no_capacity", null, NO_CAPACITY_RETRY_AFTER_S);
+  throw new ApiError(503, "service_unavailable", "No GPU node is serving right now. Please retry shortly.", "no_capacity", null, UNAVAILABLE_RETRY_AFTER_S);
 }

@@ -13,10 +13,10 @@ export type RedisClient = Redis;
 export const COMMAND_TIMEOUT_MS = 3000;
 export const CONNECT_TIMEOUT_MS = 2000;
 /** What a 503 tells the client to wait before retrying. */
-export const REDIS_DOWN_RETRY_AFTER_S = 5;
+export const UNAVAILABLE_RETRY_AFTER_S = 5;
 
 export function redisUnavailable(): ApiError {
-  return new ApiError(503, "service_unavailable", "The request queue is unreachable; retry shortly.", "queue_unavailable", null, REDIS_DOWN_RETRY_AFTER_S);
+  return new ApiError(503, "service_unavailable", "The request queue is unreachable; retry shortly.", "queue_unavailable", null, UNAVAILABLE_RETRY_AFTER_S);
 }
 
 /** Opens a connected client, or throws the 503 ApiError. */

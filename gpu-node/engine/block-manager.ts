@@ -37,9 +37,6 @@ export interface BlockStats {
   hitRate: number;
 }
 
-/** One pair per block the runner must copy (src → dst) before the forked sequence runs. */
-export type BlockCopy = [src: number, dst: number];
-
 const NONE = -1;
 /** The "hash of the block before the first one". */
 const ROOT_HI = 0x243f6a88;
@@ -121,11 +118,6 @@ export class BlockManager {
     return this.freeCount;
   }
 
-  /** Whether `allocate(seq)` would succeed now. */
-  canAllocate(seq: BlockSequence): boolean {
-    return this.freeCount >= this.freeBlocksNeeded(seq);
-  }
-
   /**
    * Gives a sequence without blocks blocks for all its tokens, reusing cached prefix blocks. Sets
    * `numCachedTokens` and `numComputedTokens` to the cached prefix (a whole number of blocks, always
@@ -150,11 +142,6 @@ export class BlockManager {
     return true;
   }
 
-  /** Whether the sequence can grow to hold `numTokens` tokens. */
-  canEnsureCapacity(seq: BlockSequence, numTokens: number): boolean {
-    return this.freeCount >= Math.ceil(numTokens / this.blockSize) - seq.blockTable.length;
-  }
-
   /** Grows the sequence's blocks to hold `numTokens` tokens; false (nothing changed) if there are not enough free blocks. */
   ensureCapacity(seq: BlockSequence, numTokens: number): boolean {
     const need = Math.ceil(numTokens / this.blockSize) - seq.blockTable.length;
@@ -162,16 +149,6 @@ export class BlockManager {
     if (this.freeCount < need) return false;
     for (let i = 0; i < need; i++) seq.blockTable.push(this.takeFree());
     return true;
-  }
-
-  /** Decode: whether there is room for the K/V of the sequence's last token. */
-  canAppend(seq: BlockSequence): boolean {
-    return this.canEnsureCapacity(seq, seq.numTokens);
-  }
-
-  /** Decode: makes room for the K/V of the sequence's last token (a new block when the last one is full). */
-  appendSlot(seq: BlockSequence): boolean {
-    return this.ensureCapacity(seq, seq.numTokens);
   }
 
   /**
@@ -198,36 +175,6 @@ export class BlockManager {
       for (let j = 0; j < bs; j++) this.blockTokens[id * bs + j] = seq.tokens[i * bs + j];
       this.byHash.set(mapKey(hi, lo), id);
     }
-  }
-
-  /** Whether `fork` can run now (a partially filled last block needs one free block for its copy). */
-  canFork(parent: BlockSequence): boolean {
-    return this.freeCount >= this.forkBlocksNeeded(parent);
-  }
-
-  /**
-   * n > 1: the child (same tokens as the parent, no blocks yet) shares the parent's full blocks and gets
-   * its own copy of a partially filled last block. Returns the copies for the runner's copyBlocks, or
-   * null (nothing changed) when there is no free block for them.
-   */
-  fork(parent: BlockSequence, child: BlockSequence): BlockCopy[] | null {
-    if (child.blockTable.length > 0) throw new Error("fork: the child already holds blocks");
-    if (this.freeCount < this.forkBlocksNeeded(parent)) return null;
-    const full = Math.floor(parent.numTokens / this.blockSize);
-    const copies: BlockCopy[] = [];
-    parent.blockTable.forEach((id, i) => {
-      if (i < full) {
-        this.refCount[id]++;
-        child.blockTable.push(id);
-      } else {
-        const copy = this.takeFree();
-        if (i * this.blockSize < parent.numTokens) copies.push([id, copy]);
-        child.blockTable.push(copy);
-      }
-    });
-    child.numCachedTokens = parent.numCachedTokens;
-    child.numComputedTokens = parent.numComputedTokens;
-    return copies;
   }
 
   /** Releases the sequence's blocks (finished, aborted or preempted); its hashed blocks stay findable until reused. */
@@ -326,10 +273,6 @@ export class BlockManager {
     const bs = this.blockSize;
     for (let j = 0; j < bs; j++) if (this.blockTokens[id * bs + j] !== tokens[start + j]) return false;
     return true;
-  }
-
-  private forkBlocksNeeded(parent: BlockSequence): number {
-    return Math.max(0, parent.blockTable.length - Math.floor(parent.numTokens / this.blockSize));
   }
 
   /** Hands out the least recently freed block, forgetting what it cached. */

@@ -62,7 +62,8 @@ export class RequestGroup {
         seq: new Sequence(id, i, promptIds, before),
         decoder: new IncrementalDecoder(tokenizer),
         stop: request.stop.length > 0 ? new StopMatcher(request.stop) : null,
-        penalties: new TokenCounts(promptIds),
+        // Each choice counts its own output; the prompt is the request's (repetition_penalty).
+        penalties: i === 0 ? new TokenCounts(promptIds) : this.choices[0].penalties.forSibling(),
         finishReason: resumedFinish[i] ?? null,
       };
       // Replay what was already published so detokenizer, stop matcher and penalties stand where they stood.

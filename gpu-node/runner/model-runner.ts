@@ -170,22 +170,6 @@ export class ModelRunner {
     return logits;
   }
 
-  copyBlocks(pairs: Array<[src: number, dst: number]>): void {
-    const { numKvHeads } = this.config;
-    for (const [src, dst] of pairs) {
-      if (!this.isBlock(src) || !this.isBlock(dst)) throw new Error(`copyBlocks: block ids ${src} → ${dst} outside 0..${this.numBlocks - 1}`);
-      if (src === dst) continue;
-      for (let l = 0; l < this.config.numLayers; l++) {
-        for (let h = 0; h < numKvHeads; h++) {
-          const s = h * this.headStride + src * this.blockFloats;
-          const d = h * this.headStride + dst * this.blockFloats;
-          this.keyCache[l].copyWithin(d, s, s + this.blockFloats);
-          this.valueCache[l].copyWithin(d, s, s + this.blockFloats);
-        }
-      }
-    }
-  }
-
   async release(): Promise<void> {
     await this.session.release();
   }

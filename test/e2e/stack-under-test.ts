@@ -7,6 +7,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { parseMetric } from "../../gpu-node/service/test/node-process.ts";
 
 export interface Stack {
   baseURL: string;
@@ -86,10 +87,5 @@ export async function startStack(options: { gpuNodes?: number; extraEnv?: Record
 
 /** A gauge or counter from a node's Prometheus text, summed over its label sets. */
 export async function metric(url: string, name: string): Promise<number> {
-  const text = await (await fetch(url)).text();
-  let sum = 0;
-  for (const line of text.split("\n")) {
-    if (line.startsWith(name) && (line[name.length] === " " || line[name.length] === "{")) sum += Number(line.split(" ").at(-1));
-  }
-  return sum;
+  return parseMetric(await (await fetch(url)).text(), name);
 }

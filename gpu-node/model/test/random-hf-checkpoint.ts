@@ -11,23 +11,17 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { phi3TensorShapes } from "../hf-checkpoint.ts";
 import type { Phi3Config } from "../phi3-config.ts";
+import { tinyConfig } from "../cli/tiny-model.ts";
 import { SINGLE_FILE, writeSafetensors, writeSafetensorsSharded, type SafetensorsDtype, type TensorToWrite } from "../safetensors.ts";
 
 /** Small enough to convert and run in milliseconds; head dim 16 satisfies GroupQueryAttention's % 16. */
-export const TEST_PHI3_CONFIG: Phi3Config = {
+export const TEST_PHI3_CONFIG: Phi3Config = tinyConfig({
   vocabSize: 512,
-  hiddenSize: 64,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  headDim: 16,
-  intermediateSize: 128,
-  rmsNormEps: 1e-5,
   ropeTheta: 10_000,
   contextLength: 256,
   eosTokenIds: [500, 501],
   padTokenId: 502,
-};
+});
 
 export interface RandomHfCheckpointOptions {
   config?: Phi3Config;

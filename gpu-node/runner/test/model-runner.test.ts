@@ -140,16 +140,6 @@ describe("ModelRunner", () => {
     expect(maxAbsDiff(a, b)).toBeLessThan(TOL);
   });
 
-  it("copyBlocks forks a shared partial block: each branch continues as if it had its own prefix", async () => {
-    const prefix = tokens(20, 4); // block 80 full, block 81 holds 4 tokens
-    await runner.forward([{ tokens: prefix, pastLen: 0, blockTable: [80, 81] }]);
-    runner.copyBlocks([[81, 90]]);
-    const branchA = await runner.forward([{ tokens: [11, 12], pastLen: 20, blockTable: [80, 81] }]);
-    const branchB = await runner.forward([{ tokens: [13, 14], pastLen: 20, blockTable: [80, 90] }]);
-    expect(maxAbsDiff(branchA, await fullRecomputeLogits(runner, [...prefix, 11, 12], blocks(120, 2)))).toBeLessThan(TOL);
-    expect(maxAbsDiff(branchB, await fullRecomputeLogits(runner, [...prefix, 13, 14], blocks(120, 2)))).toBeLessThan(TOL);
-  });
-
   it("a decode step fetches only the new K/V rows and the sampled logits", async () => {
     const rows: BatchRow[] = Array.from({ length: 4 }, (_, r) => ({ tokens: [5 + r], pastLen: 30, blockTable: blocks(140 + r * 3, 3) }));
     await runner.forward(rows);

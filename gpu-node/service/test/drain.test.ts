@@ -2,31 +2,18 @@
  * Graceful shutdown: SIGTERM stops a node taking jobs, lets running requests finish within
  * DRAIN_TIMEOUT_MS, hands the rest back to the queue (their streams continue on another node), exit 0.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import type { StreamEvent } from "../../../shared/protocol.ts";
-import { chatJob, TestWorker, uniquePrefix } from "./chat-jobs.ts";
-import { startNode, type NodeProcess } from "./node-process.ts";
-import { tinyModelDir } from "./tiny-model-cache.ts";
+import { chatJob } from "./chat-jobs.ts";
+import { NodeTestbed } from "./node-testbed.ts";
 
-let modelDir: string;
-const workers: TestWorker[] = [];
-const nodes: NodeProcess[] = [];
-
-beforeAll(async () => {
-  modelDir = await tinyModelDir();
-});
-
-afterAll(async () => {
-  await Promise.all(nodes.map((n) => n.stop()));
-  await Promise.all(workers.map((w) => w.cleanup()));
-});
+const bed = new NodeTestbed();
+afterAll(() => bed.close());
 
 describe("SIGTERM", () => {
   it("lets running requests finish within the drain timeout, takes no new job, exits 0", async () => {
-    const worker = new TestWorker(uniquePrefix("drain-finish"));
-    workers.push(worker);
-    const node = await startNode({ prefix: worker.prefix, modelDir, name: "drain-a", env: { DRAIN_TIMEOUT_MS: "20000" } });
-    nodes.push(node);
+    const worker = bed.queue("drain-finish");
+    const node = await bed.node(worker, "drain-a", { DRAIN_TIMEOUT_MS: "20000" });
     const jobs = Array.from({ length: 3 }, () => chatJob({ maxTokens: 40 }));
     for (const job of jobs) await worker.enqueue(job);
     await worker.waitForDeltas(jobs[2].id, 1);
@@ -48,10 +35,8 @@ describe("SIGTERM", () => {
   });
 
   it("hands requests still running at the timeout back to the queue; another node continues their streams", async () => {
-    const worker = new TestWorker(uniquePrefix("drain-handback"));
-    workers.push(worker);
-    const a = await startNode({ prefix: worker.prefix, modelDir, name: "handback-a", env: { DRAIN_TIMEOUT_MS: "200" } });
-    nodes.push(a);
+    const worker = bed.queue("drain-handback");
+    const a = await bed.node(worker, "handback-a", { DRAIN_TIMEOUT_MS: "200" });
     const jobs = Array.from({ length: 3 }, (_, i) => chatJob({ maxTokens: 120, seed: String(100 + i) }));
     for (const job of jobs) await worker.enqueue(job);
     for (const job of jobs) await worker.waitForDeltas(job.id, 3);
@@ -65,8 +50,7 @@ describe("SIGTERM", () => {
     for (const events of handedBack) expect(events.some((e) => e.type === "done")).toBe(false);
     expect(await worker.queue.getJobCounts("wait", "active")).toEqual({ wait: 3, active: 0 });
 
-    const b = await startNode({ prefix: worker.prefix, modelDir, name: "handback-b" });
-    nodes.push(b);
+    const b = await bed.node(worker, "handback-b");
     const streams = await Promise.all(jobs.map((job) => worker.waitForEnd(job.id)));
     for (let i = 0; i < jobs.length; i++) {
       const events = streams[i];

@@ -2,32 +2,18 @@
  * Several nodes on one queue: jobs are shared without loss or duplication, and a node holds only what
  * its engine has room for, leaving the rest in the queue for others.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import type { StreamEvent } from "../../../shared/protocol.ts";
-import { chatJob, TestWorker, uniquePrefix } from "./chat-jobs.ts";
-import { startNode, type NodeProcess } from "./node-process.ts";
-import { tinyModelDir } from "./tiny-model-cache.ts";
+import { chatJob } from "./chat-jobs.ts";
+import { NodeTestbed } from "./node-testbed.ts";
 
-let modelDir: string;
-const workers: TestWorker[] = [];
-const nodes: NodeProcess[] = [];
-
-beforeAll(async () => {
-  modelDir = await tinyModelDir();
-});
-
-afterAll(async () => {
-  await Promise.all(nodes.map((n) => n.stop()));
-  await Promise.all(workers.map((w) => w.cleanup()));
-});
+const bed = new NodeTestbed();
+afterAll(() => bed.close());
 
 describe("two nodes on one queue", () => {
   it("share 40 jobs: every stream complete exactly once, both nodes busy", async () => {
-    const worker = new TestWorker(uniquePrefix("share"));
-    workers.push(worker);
-    const [a, b] = await Promise.all(["share-a", "share-b"].map((name) =>
-      startNode({ prefix: worker.prefix, modelDir, name, env: { MAX_BATCH: "8" } })));
-    nodes.push(a, b);
+    const worker = bed.queue("share");
+    const [a, b] = await Promise.all(["share-a", "share-b"].map((name) => bed.node(worker, name, { MAX_BATCH: "8" })));
 
     const jobs = Array.from({ length: 40 }, (_, i) => chatJob({ maxTokens: 6, messages: [{ role: "user", content: `Question number ${i}?` }] }));
     for (const job of jobs) await worker.enqueue(job);
@@ -56,10 +42,8 @@ describe("two nodes on one queue", () => {
 
 describe("a node at its batch limit", () => {
   it("leaves further jobs in the queue instead of hoarding them", async () => {
-    const worker = new TestWorker(uniquePrefix("hoard"));
-    workers.push(worker);
-    const node = await startNode({ prefix: worker.prefix, modelDir, name: "hoard-a", env: { MAX_BATCH: "2" } });
-    nodes.push(node);
+    const worker = bed.queue("hoard");
+    const node = await bed.node(worker, "hoard-a", { MAX_BATCH: "2" });
 
     const jobs = Array.from({ length: 5 }, () => chatJob({ maxTokens: 3000 }));
     for (const job of jobs) await worker.enqueue(job);
