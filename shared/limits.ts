@@ -23,3 +23,7 @@ export const MAX_TOP_LOGPROBS = 20;
 export const LOGIT_BIAS = { min: -100, max: 100, maxEntries: 1024 } as const;
 export const MAX_MESSAGES = 2048;
 export const MAX_USER_ID_CHARS = 256;
+/** Function tools per request (OpenAI's limit). */
+export const MAX_TOOLS = 128;
+/** `/v1/completions`: prompts per request × n stays within MAX_N (each is a running sequence). */
+export const MAX_LEGACY_LOGPROBS = 5;

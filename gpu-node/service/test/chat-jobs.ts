@@ -29,7 +29,12 @@ export function chatRequest(overrides: Partial<ChatRequest> = {}): ChatRequest {
     topLogprobs: 0,
     logitBias: {},
     user: null,
-    toolChoice: "auto",
+    tools: [],
+    toolChoice: "none",
+    parallelToolCalls: true,
+    responseFormat: { type: "text" },
+    prompts: null,
+    echo: false,
     ...overrides,
   };
 }
