@@ -9,6 +9,7 @@ import type { Phi4Tokenizer } from "../tokenizer/phi4-tokenizer.ts";
 import { CALL_SEPARATOR, CALL_TAIL, callHead, TOOL_CALL_OPEN } from "../tools/tool-call-format.ts";
 import { byteLevelVocabulary } from "./byte-level-vocabulary.ts";
 import { specKey, type GrammarSpec } from "./grammar-spec.ts";
+import { TokenConstraint } from "./token-constraint.ts";
 import { loadXGrammar, type XGrammarModule } from "./xgrammar-module.ts";
 
 /** Distinct compiled grammars kept (a compiled JSON schema is tens of kB to a few MB of WebAssembly memory). */
@@ -59,8 +60,9 @@ export class GrammarCompiler {
     return compiled;
   }
 
-  async matcher(compiled: CompiledGrammar) {
-    return this.xg.GrammarMatcher.createGrammarMatcher(compiled);
+  /** A fresh matcher (one per choice) over a compiled grammar. */
+  async constraint(compiled: CompiledGrammar): Promise<TokenConstraint> {
+    return new TokenConstraint(await this.xg.GrammarMatcher.createGrammarMatcher(compiled), this.xg.binding(), this.vocabSize);
   }
 
   private async compileNow(spec: GrammarSpec): Promise<CompiledGrammar> {
@@ -76,8 +78,8 @@ export class GrammarCompiler {
   }
 
   /** A JSON schema as an EBNF grammar (root rule `root`), for embedding in a structural tag. */
-  private async jsonGrammar(schema: GrammarSpec & { kind: "json" } | { schema: unknown; strict: boolean }): Promise<string> {
-    const grammar = await this.xg.Grammar.fromJSONSchema(JSON.stringify(schema.schema), false, NO_INDENT, SEPARATORS, schema.strict);
+  private async jsonGrammar(json: { schema: unknown; strict: boolean }): Promise<string> {
+    const grammar = await this.xg.Grammar.fromJSONSchema(JSON.stringify(json.schema), false, NO_INDENT, SEPARATORS, json.strict);
     try {
       return grammar.toString();
     } finally {

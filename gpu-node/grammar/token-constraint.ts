@@ -1,22 +1,40 @@
 /**
- * One sequence's grammar state: which tokens may come next (a bitmask over the vocabulary, one bit per
- * token) and the tokens it has accepted. The sampler sees only the mask, applied to the row's logits
- * before anything else, so logit_bias, penalties, top-k/top-p and the seeded draw keep their meaning
- * over the tokens the grammar allows.
+ * One choice's grammar state (an XGrammar matcher) as the step sampler's LogitsConstraint: which
+ * tokens may come next, as a bitmask, and each token the choice took. The mask is read synchronously
+ * from the WebAssembly module into a buffer this object reuses: no allocation per step beyond the
+ * module's own vector.
  */
 import type { GrammarMatcher } from "@mlc-ai/web-xgrammar";
+import type { LogitsConstraint } from "../engine/logits-constraint.ts";
+import type { XGrammarBinding } from "./xgrammar-module.ts";
 
-export class TokenConstraint {
-  constructor(private readonly matcher: GrammarMatcher) {}
+interface MatcherHandle {
+  GetNextTokenBitmask(vocabSize: number): { delete(): void };
+}
 
-  /** Bit t of word t>>5 set: token t may come next. */
-  nextMask(): Promise<Int32Array> {
-    return this.matcher.getNextTokenBitmask();
+export class TokenConstraint implements LogitsConstraint {
+  private readonly mask: Uint32Array;
+  private readonly handle: MatcherHandle;
+
+  constructor(private readonly matcher: GrammarMatcher, private readonly binding: XGrammarBinding, private readonly vocabSize: number) {
+    this.mask = new Uint32Array(Math.ceil(vocabSize / 32));
+    this.handle = (matcher as unknown as { handle: MatcherHandle }).handle;
   }
 
-  /** Advances the grammar; false if the token was not allowed (the sampler never draws one). */
-  accept(token: number): boolean {
-    return this.matcher.acceptToken(token);
+  allowedTokens(): Uint32Array {
+    const vector = this.handle.GetNextTokenBitmask(this.vocabSize);
+    try {
+      const view = this.binding.vecIntToView(vector);
+      this.mask.set(new Uint32Array(view.buffer, view.byteOffset, this.mask.length));
+    } finally {
+      vector.delete();
+    }
+    return this.mask;
+  }
+
+  /** Advances the grammar. A token the grammar refuses (only possible when replaying another node's output) is an error. */
+  accept(token: number): void {
+    if (!this.matcher.acceptToken(token)) throw new Error(`token ${token} is not allowed by the grammar here`);
   }
 
   /** The grammar has ended (a stop token was accepted at its accept state). */
@@ -26,17 +44,5 @@ export class TokenConstraint {
 
   dispose(): void {
     this.matcher.dispose();
-  }
-}
-
-/** Sets every token the mask forbids to -Infinity in `logits[offset … offset+vocab)`. Words of all ones are skipped. */
-export function applyTokenMask(mask: Int32Array, logits: Float32Array, offset: number, vocab: number): void {
-  const words = Math.ceil(vocab / 32);
-  for (let w = 0; w < words; w++) {
-    const bits = mask[w];
-    if (bits === -1) continue;
-    const base = offset + w * 32;
-    const end = Math.min(32, vocab - w * 32);
-    for (let b = 0; b < end; b++) if ((bits & (1 << b)) === 0) logits[base + b] = -Infinity;
   }
 }

@@ -10,7 +10,7 @@ import { phi4Tokenizer } from "../../tokenizer/phi4-tokenizer.ts";
 import { ToolCallParser } from "../../tools/tool-call-parser.ts";
 import { GrammarCompiler } from "../grammar-compiler.ts";
 import type { GrammarSpec } from "../grammar-spec.ts";
-import { applyTokenMask, TokenConstraint } from "../token-constraint.ts";
+import { maskDisallowed } from "../../engine/logits-constraint.ts";
 
 const tokenizer = phi4Tokenizer();
 let compiler: GrammarCompiler;
@@ -19,7 +19,7 @@ beforeAll(async () => {
   compiler = await GrammarCompiler.create(tokenizer, [...STOP_TOKEN_IDS]);
 }, 120_000);
 
-function allowedTokens(mask: Int32Array): number[] {
+function allowedTokens(mask: Uint32Array): number[] {
   const out: number[] = [];
   for (let t = 0; t < tokenizer.vocabSize; t++) if (mask[t >> 5] & (1 << (t & 31))) out.push(t);
   return out;
@@ -27,15 +27,15 @@ function allowedTokens(mask: Int32Array): number[] {
 
 /** Draws uniformly among allowed tokens until a stop token: the text, and whether it stopped. */
 async function randomWalk(spec: GrammarSpec, seed: number, maxSteps = 3000): Promise<{ text: string; stopped: boolean }> {
-  const constraint = new TokenConstraint(await compiler.matcher(await compiler.compile(spec)));
+  const constraint = await compiler.constraint(await compiler.compile(spec));
   let state = seed;
   const ids: number[] = [];
   try {
     for (let step = 0; step < maxSteps; step++) {
-      const allowed = allowedTokens(await constraint.nextMask());
+      const allowed = allowedTokens(constraint.allowedTokens());
       state = (Math.imul(state, 1103515245) + 12345) >>> 0;
       const token = allowed[state % allowed.length];
-      expect(constraint.accept(token)).toBe(true);
+      constraint.accept(token);
       if ((STOP_TOKEN_IDS as readonly number[]).includes(token)) {
         expect(constraint.isTerminated).toBe(true);
         return { text: tokenizer.decode(ids), stopped: true };
@@ -148,16 +148,15 @@ describe("grammar compiler", () => {
 });
 
 describe("token mask", () => {
-  it("sets exactly the forbidden tokens to -Infinity", () => {
-    const vocab = 70;
-    const logits = new Float32Array(vocab + 10).fill(1);
-    const mask = new Int32Array(3).fill(-1);
-    mask[0] = 0b101; // tokens 0 and 2 allowed in the first word
-    mask[2] = 0; // tokens 64..69 forbidden
-    applyTokenMask(mask, logits, 10, vocab);
-    expect(logits.slice(0, 10).every((v) => v === 1)).toBe(true);
-    expect([logits[10], logits[11], logits[12], logits[13]]).toEqual([1, -Infinity, 1, -Infinity]);
-    expect(logits.slice(10 + 32, 10 + 64).every((v) => v === 1)).toBe(true);
-    expect(logits.slice(10 + 64, 10 + 70).every((v) => v === -Infinity)).toBe(true);
-  });
+  it("masks a real grammar's forbidden tokens in a logits row, leaving the allowed ones", async () => {
+    const constraint = await compiler.constraint(await compiler.compile({ kind: "json", schema: { enum: ["yes", "no"] }, strict: true }));
+    const logits = new Float32Array(tokenizer.vocabSize).fill(0.5);
+    maskDisallowed(logits, 0, tokenizer.vocabSize, constraint.allowedTokens());
+    const allowed: string[] = [];
+    for (let t = 0; t < tokenizer.vocabSize; t++) if (logits[t] === 0.5) allowed.push(tokenizer.decode([t]));
+    expect(allowed.length).toBeGreaterThan(0);
+    for (const piece of allowed) expect('"yes"'.startsWith(piece) || '"no"'.startsWith(piece)).toBe(true);
+    expect(() => constraint.accept(tokenizer.encode("maybe")[0])).toThrow(/not allowed/);
+    constraint.dispose();
+  }, 120_000);
 });
