@@ -385,3 +385,8 @@ export function parseChatRequest(input: unknown): ParseResult {
     },
   };
 }
+
+/** Choices (running sequences) a request makes: n per prompt (legacy completions may send several prompts). */
+export function choiceCount(request: Pick<ChatRequest, "n" | "prompts">): number {
+  return request.n * (request.prompts?.length ?? 1);
+}
