@@ -123,6 +123,7 @@ export interface TextCompletion {
   created: number;
   model: string;
   system_fingerprint: string;
-  choices: Array<{ text: string; index: number; logprobs: TextCompletionLogprobs | null; finish_reason: FinishReason }>;
+  /** finish_reason is null on stream chunks until the choice ends. */
+  choices: Array<{ text: string; index: number; logprobs: TextCompletionLogprobs | null; finish_reason: FinishReason | null }>;
   usage?: Usage | null;
 }

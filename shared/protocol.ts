@@ -140,11 +140,11 @@ export function parseChatJob(data: unknown): ChatJob {
   return parsed.data as unknown as ChatJob;
 }
 
-/** A completion id: what clients see, the BullMQ job id and the stream key suffix. */
-export function newCompletionId(): string {
+/** A completion id: what clients see, the BullMQ job id and the stream key suffix (`cmpl` for legacy completions). */
+export function newCompletionId(prefix: "chatcmpl" | "cmpl" = "chatcmpl"): string {
   const bytes = new Uint8Array(18);
   crypto.getRandomValues(bytes);
   let s = "";
   for (const b of bytes) s += "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[b % 62];
-  return `chatcmpl-${s}`;
+  return `${prefix}-${s}`;
 }

@@ -14,6 +14,7 @@ import { requestBodyLimit } from "./middleware/body-limit.ts";
 import { withEdgeConfig } from "./middleware/edge-config.ts";
 import { chatCompletionRoutes } from "./routes/chat-completions.ts";
 import { completionEventRoutes } from "./routes/completion-events.ts";
+import { completionRoutes } from "./routes/completions.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { modelRoutes } from "./routes/models.ts";
 
@@ -44,3 +45,4 @@ app.route("/v1", modelRoutes);
 app.route("/v1", chatCompletionRoutes);
 app.route("/v1/openai", chatCompletionRoutes);
 app.route("/v1", completionEventRoutes);
+app.route("/v1", completionRoutes);
