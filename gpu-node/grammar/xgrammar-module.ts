@@ -51,3 +51,8 @@ export function loadXGrammar(): XGrammarModule {
   loaded = mod.exports as XGrammarModule;
   return loaded;
 }
+
+/** Whether this thread has loaded XGrammar (the host thread of a GPU node never should: the engine thread does). */
+export function isXGrammarLoaded(): boolean {
+  return loaded !== undefined;
+}
