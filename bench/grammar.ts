@@ -49,13 +49,18 @@ async function maskOnly(compiler: GrammarCompiler): Promise<number> {
     for (let r = 0; r < BATCH; r++) maskDisallowed(logits, r * tok.vocabSize, tok.vocabSize, rows[r].allowedTokens());
     ms += performance.now() - t;
     for (let r = 0; r < BATCH; r++) {
-      // A random allowed, non-stop token (outside the timing: the draw is the sampler's job).
+      // A random allowed token (finding it is outside the timing: the draw is the sampler's job).
       const allowed: number[] = [];
-      for (let id = 0; id < tok.vocabSize; id++) if (logits[r * tok.vocabSize + id] === 0 && !(STOP_TOKEN_IDS as readonly number[]).includes(id)) allowed.push(id);
+      for (let id = 0; id < tok.vocabSize; id++) if (logits[r * tok.vocabSize + id] === 0) allowed.push(id);
       state = (Math.imul(state, 1103515245) + 12345) >>> 0;
       const t2 = performance.now();
       rows[r].accept(allowed[state % allowed.length]);
       ms += performance.now() - t2;
+      if (rows[r].isTerminated) {
+        // The document ended: a new one starts in this row.
+        rows[r].dispose();
+        rows[r] = await compiler.constraint(compiled);
+      }
     }
   }
   for (const r of rows) r.dispose();
