@@ -25,11 +25,12 @@ function allowedTokens(mask: Uint32Array): number[] {
   return out;
 }
 
-/** Draws uniformly among allowed tokens until a stop token: the text, and whether it stopped. */
-async function randomWalk(spec: GrammarSpec, seed: number, maxSteps = 3000): Promise<{ text: string; stopped: boolean }> {
+/** Draws uniformly among allowed tokens until a stop token (after forcing `prefix`): the text, and whether it stopped. */
+async function randomWalk(spec: GrammarSpec, seed: number, maxSteps = 3000, prefix = ""): Promise<{ text: string; stopped: boolean }> {
   const constraint = await compiler.constraint(await compiler.compile(spec));
   let state = seed;
-  const ids: number[] = [];
+  const ids: number[] = tokenizer.encode(prefix);
+  for (const token of ids) constraint.accept(token);
   try {
     for (let step = 0; step < maxSteps; step++) {
       const allowed = allowedTokens(constraint.allowedTokens());
@@ -121,6 +122,18 @@ describe("grammar compiler", () => {
     const { text, stopped } = await randomWalk(spec, 5);
     expect(stopped).toBe(true);
     expect(text).toMatch(/^<tool_call>\{"name": "ping", "arguments": \{"n": [1-9]\}\}<\/tool_call>$/);
+  }, 120_000);
+
+  it("tool_choice auto: free text, and once a call begins its arguments validate", async () => {
+    const params = { type: "object", properties: { q: { type: "string", maxLength: 6 } }, required: ["q"], additionalProperties: false };
+    const spec: GrammarSpec = { kind: "tool_calls", mode: "triggered", single: true, orJson: null, functions: [{ name: "search", parameters: params, strict: true }] };
+    const { text } = await randomWalk(spec, 9, 60, "Let me look that up. <tool_call>");
+    const parser = new ToolCallParser(new Set(["search"]), (i) => `call_${i}`);
+    const parsed = parser.push(text);
+    expect(parsed.content).toBe("Let me look that up. ");
+    const args = parsed.calls.map((d) => d.function.arguments).join("");
+    expect(parsed.calls[0].function.name).toBe("search");
+    expect(ajv.validate(params, JSON.parse(args)), args).toBe(true);
   }, 120_000);
 
   it("compiles each distinct spec once", async () => {
