@@ -12,6 +12,7 @@ import { errorResponse, notFound, toApiError } from "./error-response.ts";
 import { chatCompletions } from "./routes/chat-completions.ts";
 import { completionEvents } from "./routes/completion-events.ts";
 import { health } from "./routes/health.ts";
+import { playground } from "./playground/routes.ts";
 import { getModel, listModels } from "./routes/models.ts";
 
 export const app = new Hono<AppEnv>();
@@ -47,3 +48,4 @@ app.get("/v1/models/:id{.+}", getModel);
 app.post("/v1/chat/completions", chatCompletions);
 app.post("/v1/openai/chat/completions", chatCompletions);
 app.get("/v1/chat/completions/:id/events", completionEvents);
+app.route("/", playground);
