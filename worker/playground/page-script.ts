@@ -132,7 +132,9 @@ export const playgroundScript = String.raw`"use strict";
   // --- sending, streaming, stopping ---
   async function send(text) {
     clearError();
-    var key = storedKey() || keyInput.value.trim();
+    // Whatever is in the key box is the key: typed and not yet saved, it is saved now.
+    var key = keyInput.value.trim();
+    if (key && key !== storedKey()) { localStorage.setItem(KEY_STORAGE, key); showKeyState(); }
     if (!key) {
       showError("Type your API key above first.");
       keyInput.focus();
