@@ -65,22 +65,26 @@ afterAll(async () => {
 const answers = () => page.locator(".message.assistant");
 const lastAnswer = () => answers().last();
 
-/** Records every text the newest answer shows, from the moment it appears, to prove the text grows. */
+type Seen = Array<{ text: string; usageShown: boolean }>;
+
+/**
+ * Records every text the newest answer shows, from the moment it appears, to prove the text grows.
+ * (Browser-side code is passed as strings: this project type-checks against Node and workerd, not the DOM.)
+ */
 async function watchAnswerText(): Promise<void> {
-  await page.evaluate(() => {
-    const seen: Array<{ text: string; usageShown: boolean }> = [];
-    (window as unknown as { answerTexts: typeof seen }).answerTexts = seen;
+  await page.evaluate(`(() => {
+    const seen = [];
+    window.answerTexts = seen;
     new MutationObserver(() => {
       const answer = [...document.querySelectorAll(".message.assistant")].at(-1);
       const text = answer?.querySelector(".content")?.textContent ?? "";
       if (text && seen.at(-1)?.text !== text) seen.push({ text, usageShown: !!answer?.querySelector(".usage") });
-    }).observe(document.getElementById("transcript")!, { childList: true, subtree: true, characterData: true });
-  });
+    }).observe(document.getElementById("transcript"), { childList: true, subtree: true, characterData: true });
+  })()`);
 }
 
-async function answerTexts(): Promise<Array<{ text: string; usageShown: boolean }>> {
-  return page.evaluate(() => (window as unknown as { answerTexts: Array<{ text: string; usageShown: boolean }> }).answerTexts);
-}
+const answerTexts = () => page.evaluate<Seen>("window.answerTexts");
+const focusedId = () => page.evaluate<string | undefined>("document.activeElement?.id");
 
 async function setField(id: string, value: string): Promise<void> {
   await page.locator(`#${id}`).fill(value);
@@ -89,7 +93,7 @@ async function setField(id: string, value: string): Promise<void> {
 describe("the playground in chromium against the whole stack", () => {
   it("keyboard only: the key typed once, a message sent with Enter, text streamed in, then the usage line", async () => {
     await page.goto(`${stack.origin}/`);
-    await expect.poll(() => page.evaluate(() => document.activeElement?.id)).toBe("api-key");
+    await expect.poll(() => focusedId()).toBe("api-key");
     // Settings as a user tabs to them: greedy and short, so the API can replay the same answer.
     await setField("temperature", "0");
     await setField("max_tokens", "40");
@@ -97,8 +101,8 @@ describe("the playground in chromium against the whole stack", () => {
     await page.keyboard.type(stack.apiKey);
     await page.keyboard.press("Enter");
     await expect.poll(() => page.locator("#key-state").textContent()).toBe("Key saved in this browser.");
-    expect(await page.evaluate(() => Object.values(localStorage))).toContain(stack.apiKey);
-    expect(await page.evaluate(() => document.activeElement?.id)).toBe("message");
+    expect(await page.evaluate<string[]>("Object.values(localStorage)")).toContain(stack.apiKey);
+    expect(await focusedId()).toBe("message");
 
     await watchAnswerText();
     await page.keyboard.type("Tell me a story about a lighthouse.");
@@ -247,11 +251,11 @@ describe("the playground in chromium against the whole stack", () => {
   it("fits a narrow screen: settings folded, no sideways scrolling, the chat in reach", async () => {
     await page.setViewportSize({ width: 375, height: 740 });
     await page.reload();
-    expect(await page.locator("#settings").evaluate((d) => (d as HTMLDetailsElement).open)).toBe(false);
-    expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth)).toBe(true);
+    expect(await page.evaluate<boolean>('document.getElementById("settings").open')).toBe(false);
+    expect(await page.evaluate<boolean>("document.documentElement.scrollWidth <= window.innerWidth")).toBe(true);
     // The key survived the reload; the message box has focus, ready to type.
     expect(await page.locator("#api-key").inputValue()).toBe(stack.apiKey);
-    expect(await page.evaluate(() => document.activeElement?.id)).toBe("message");
+    expect(await focusedId()).toBe("message");
     await page.screenshot({ path: path.join(ARTIFACTS, "playground-narrow.png") });
     expect(pageErrors).toEqual([]);
   }, 60_000);

@@ -44,7 +44,7 @@ button[aria-pressed=true] { border-color: var(--accent); box-shadow: inset 0 -2p
 .code { flex: 1; overflow: auto; background: var(--panel); border: 1px solid var(--line); border-radius: 6px; padding: 0.75rem; margin: 0; font: 13px/1.45 ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; white-space: pre; }
 @media (max-width: 760px) {
   .layout { grid-template-columns: 1fr; grid-template-rows: auto 1fr; }
-  .settings { border-right: 0; border-bottom: 1px solid var(--line); }
+  .settings { border-right: 0; border-bottom: 1px solid var(--line); max-height: 45vh; }
   .message { max-width: 100%; }
 }
 `;
