@@ -197,8 +197,8 @@ export const playgroundScript = String.raw`"use strict";
       }
     } catch (err) {
       if (err && err.name === "AbortError") {
-        // What was shown stays in the conversation, so the next turn continues from it.
-        history.push({ role: "user", content: text }, { role: "assistant", content: received });
+        // What was shown stays in the conversation, so the next turn continues from it (unless it was cleared).
+        if (answer.isConnected) history.push({ role: "user", content: text }, { role: "assistant", content: received });
         setUsage(answer, "Stopped after " + received.length + " characters" +
           (firstTokenAt === null ? "" : " · first token " + Math.round(firstTokenAt - started) + " ms"));
       } else {
