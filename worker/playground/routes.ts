@@ -3,7 +3,7 @@
  * holds no secret; the API calls it makes carry the user's key). A strict Content-Security-Policy:
  * everything from this origin only, no inline script or style, no plugins, no framing.
  */
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
 import { secureHeaders } from "hono/secure-headers";
 import type { AppEnv } from "../app-env.ts";
 import { playgroundPage, SCRIPT_PATH, STYLE_PATH } from "./page-html.ts";
@@ -28,15 +28,15 @@ const pageHeaders = secureHeaders({ contentSecurityPolicy: CONTENT_SECURITY_POLI
 // New code reaches browsers on the next load; the files are tiny.
 const CACHE = "no-cache";
 
-export const playground = new Hono<AppEnv>();
+const page = (c: Context<AppEnv>) => {
+  c.header("Cache-Control", CACHE);
+  return c.html(playgroundPage(c.get("config").modelId));
+};
 
-for (const path of ["/", "/playground"]) {
-  playground.get(path, pageHeaders, (c) => {
-    c.header("Cache-Control", CACHE);
-    return c.html(playgroundPage(c.get("config").modelId));
-  });
-}
-playground.get(SCRIPT_PATH, pageHeaders, (c) =>
-  c.body(playgroundScript, 200, { "Content-Type": "text/javascript; charset=utf-8", "Cache-Control": CACHE }));
-playground.get(STYLE_PATH, pageHeaders, (c) =>
-  c.body(playgroundStyle, 200, { "Content-Type": "text/css; charset=utf-8", "Cache-Control": CACHE }));
+export const playgroundRoutes = new Hono<AppEnv>()
+  .get("/", pageHeaders, page)
+  .get("/playground", pageHeaders, page)
+  .get(SCRIPT_PATH, pageHeaders, (c) =>
+    c.body(playgroundScript, 200, { "Content-Type": "text/javascript; charset=utf-8", "Cache-Control": CACHE }))
+  .get(STYLE_PATH, pageHeaders, (c) =>
+    c.body(playgroundStyle, 200, { "Content-Type": "text/css; charset=utf-8", "Cache-Control": CACHE }));
