@@ -92,7 +92,7 @@ async function setField(id: string, value: string): Promise<void> {
 
 describe("the playground in chromium against the whole stack", () => {
   it("keyboard only: the key typed once, a message sent with Enter, text streamed in, then the usage line", async () => {
-    await page.goto(`${stack.origin}/`);
+    await page.goto(stack.playgroundURL);
     await expect.poll(() => focusedId()).toBe("api-key");
     // Settings as a user tabs to them: greedy and short, so the API can replay the same answer.
     await setField("temperature", "0");
