@@ -17,6 +17,7 @@ import { completionEventRoutes } from "./routes/completion-events.ts";
 import { completionRoutes } from "./routes/completions.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { modelRoutes } from "./routes/models.ts";
+import { playgroundRoutes } from "./playground/routes.ts";
 
 export const app = new Hono<AppEnv>();
 
@@ -46,3 +47,4 @@ app.route("/v1", chatCompletionRoutes);
 app.route("/v1/openai", chatCompletionRoutes);
 app.route("/v1", completionEventRoutes);
 app.route("/v1", completionRoutes);
+app.route("/", playgroundRoutes);

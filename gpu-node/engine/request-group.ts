@@ -209,7 +209,8 @@ export class RequestGroup {
 
   private logprobEntry(result: SampleResult): TokenLogprob {
     const top: TopLogprob[] = [];
-    for (const t of result.top ?? []) top.push(this.tokenLogprob(t.token, t.logprob));
+    // A grammar can leave fewer allowed tokens than asked for: the impossible ones are not listed.
+    for (const t of result.top ?? []) if (t.logprob > -Infinity) top.push(this.tokenLogprob(t.token, t.logprob));
     return { ...this.tokenLogprob(result.token, result.logprob), top_logprobs: top };
   }
 

@@ -39,7 +39,7 @@ describe("chat rendering of tool calls", () => {
 
 describe("legacy text completions", () => {
   const textMeta: CompletionMeta = { ...meta, n: 2, logprobs: true, kind: "text" };
-  const lp = (token: string, logprob: number) => ({ token, logprob, bytes: [], top_logprobs: [{ token, logprob }, { token: "x", logprob: -9 }] });
+  const lp = (token: string, logprob: number) => ({ token, logprob, bytes: [], top_logprobs: [{ token, logprob, bytes: [] }, { token: "x", logprob: -9, bytes: [] }] });
   const deltas: Delta[] = [
     { type: "delta", index: 0, text: "Hello", tokens: [1], logprobs: [lp("Hello", -1)] },
     { type: "delta", index: 1, text: "A", tokens: [2], logprobs: [lp("A", -2)] },
