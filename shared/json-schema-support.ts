@@ -26,6 +26,27 @@ const FORMATS = new Set([
   "uri-template", "json-pointer", "relative-json-pointer",
 ]);
 
+/**
+ * Regular-expression features XGrammar's regex converter refuses (it would fail the compile): found by
+ * scanning the pattern, escapes skipped pairwise so `\\b` (a literal backslash, then b) is not `\b`.
+ */
+function unsupportedRegexFeature(pattern: string): string | null {
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === "\\") {
+      const next = pattern[i + 1] ?? "";
+      if (next === "b" || next === "B") return "word boundaries (\\b, \\B)";
+      if (/[1-9]/.test(next) || next === "k") return "backreferences";
+      if (next === "p" || next === "P") return "Unicode property escapes (\\p{…})";
+      i++;
+    } else if (c === "(" && pattern[i + 1] === "?") {
+      const look = pattern.slice(i + 2, i + 4);
+      if (look[0] === "=" || look[0] === "!" || look === "<=" || look === "<!") return "lookaround assertions";
+    }
+  }
+  return null;
+}
+
 /** Deepest nesting accepted (XGrammar recurses once per level). */
 export const MAX_SCHEMA_DEPTH = 32;
 
@@ -130,6 +151,8 @@ export function checkJsonSchema(schema: unknown): { problems: SchemaProblem[]; u
           else {
             try {
               new RegExp(value, "u");
+              const feature = unsupportedRegexFeature(value);
+              if (feature) problems.push({ path: here, message: `'pattern' uses ${feature}, which constrained decoding does not support` });
             } catch {
               problems.push({ path: here, message: "'pattern' must be a valid regular expression" });
             }
@@ -148,8 +171,18 @@ export function checkJsonSchema(schema: unknown): { problems: SchemaProblem[]; u
     if (typeof node.minItems === "number" && typeof node.maxItems === "number" && node.minItems > node.maxItems) {
       problems.push({ path, message: "'minItems' is above 'maxItems'" });
     }
+    const lower = [node.minimum, node.exclusiveMinimum].filter((v): v is number => typeof v === "number");
+    const upper = [node.maximum, node.exclusiveMaximum].filter((v): v is number => typeof v === "number");
+    if (lower.length > 0 && upper.length > 0 && Math.max(...lower) > Math.min(...upper)) {
+      problems.push({ path, message: "the lower bound is above the upper bound" });
+    }
+    const types = Array.isArray(node.type) ? node.type : [node.type];
+    if (types.includes("integer") && [...lower, ...upper].some((v) => !Number.isInteger(v))) {
+      problems.push({ path, message: "bounds of an 'integer' must be whole numbers" });
+    }
   }
 
+  if (schema === false) problems.push({ path: "", message: "the schema 'false' accepts nothing" });
   walk(schema, "", 0);
   return { problems, unsupported: [...unsupported] };
 }

@@ -87,6 +87,19 @@ describe("json schema support", () => {
     expect(checkJsonSchema({ type: "string", minLength: 5, maxLength: 2 }).problems).toHaveLength(1);
     expect(checkJsonSchema({ type: "string", pattern: "(" }).problems).toHaveLength(1);
   });
+
+  it("refuses what the grammar engine cannot compile: lookarounds, backreferences, \\b, \\p{…}, fractional integer bounds, empty ranges, false", () => {
+    for (const pattern of ["(?=a)b", "(?!a)b", "(?<=a)b", "(?<!a)b", "(a)\\1", "(?<n>a)\\k<n>", "\\bfoo", "x\\B", "\\p{L}+"]) {
+      expect(checkJsonSchema({ type: "string", pattern }).problems, pattern).toHaveLength(1);
+    }
+    for (const pattern of ["(?:ab)+", "(?<n>a)", "\\\\b", "^\\d{3}-[a-z]+$", "a|b"]) {
+      expect(checkJsonSchema({ type: "string", pattern }).problems, pattern).toEqual([]);
+    }
+    expect(checkJsonSchema({ type: "integer", minimum: 0.5 }).problems).toHaveLength(1);
+    expect(checkJsonSchema({ type: "number", minimum: 0.5, maximum: 2.5 }).problems).toEqual([]);
+    expect(checkJsonSchema({ type: "integer", minimum: 5, maximum: 1 }).problems).toHaveLength(1);
+    expect(checkJsonSchema(false).problems).toHaveLength(1);
+  });
 });
 
 describe("legacy completions request", () => {
