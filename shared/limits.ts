@@ -23,3 +23,10 @@ export const MAX_TOP_LOGPROBS = 20;
 export const LOGIT_BIAS = { min: -100, max: 100, maxEntries: 1024 } as const;
 export const MAX_MESSAGES = 2048;
 export const MAX_USER_ID_CHARS = 256;
+
+/**
+ * Edge leases: a request's concurrency slot is a lease of this length, renewed while the request is
+ * relayed (every quarter of it); a Worker that dies mid-stream, or a cleanup that cannot reach Redis,
+ * holds the slot for at most this long.
+ */
+export const CONCURRENCY_LEASE_MS = 60_000;

@@ -4,7 +4,7 @@
  */
 import type { KVNamespace } from "@cloudflare/workers-types/latest/index.ts";
 import { DEFAULT_REDIS_PREFIX } from "../shared/redis-keys.ts";
-import { SERVED_MODEL_ID } from "../shared/limits.ts";
+import { CONCURRENCY_LEASE_MS, SERVED_MODEL_ID } from "../shared/limits.ts";
 import { pricesFromVars, type Prices } from "../shared/pricing.ts";
 
 export interface WorkerEnv {
@@ -25,6 +25,8 @@ export interface WorkerEnv {
   SSE_HOLD_MS?: string;
   /** Interval of SSE keep-alive comments once the stream is open and nothing arrives (ms; default 10 s). */
   SSE_KEEPALIVE_MS?: string;
+  /** Length of a concurrency slot's lease, renewed while relaying (ms; default CONCURRENCY_LEASE_MS). */
+  CONCURRENCY_LEASE_MS?: string;
 }
 
 export interface RateLimits {
@@ -42,6 +44,7 @@ export interface EdgeConfig {
   maxQueueDepth: number;
   sseHoldMs: number;
   sseKeepAliveMs: number;
+  leaseMs: number;
 }
 
 function positiveInt(name: string, raw: string | undefined, fallback: number): number {
@@ -65,5 +68,6 @@ export function edgeConfig(env: WorkerEnv): EdgeConfig {
     maxQueueDepth: positiveInt("MAX_QUEUE_DEPTH", env.MAX_QUEUE_DEPTH, 1000),
     sseHoldMs: positiveInt("SSE_HOLD_MS", env.SSE_HOLD_MS, 10_000),
     sseKeepAliveMs: Math.max(50, positiveInt("SSE_KEEPALIVE_MS", env.SSE_KEEPALIVE_MS, 10_000)),
+    leaseMs: Math.max(400, positiveInt("CONCURRENCY_LEASE_MS", env.CONCURRENCY_LEASE_MS, CONCURRENCY_LEASE_MS)),
   };
 }

@@ -98,6 +98,7 @@ export function relaySSE(c: Context, { session, reader, meta, prices, keepAliveM
       if (await writeEntries(stream, renderer, session, buffered)) return;
       let lastWrite = Date.now();
       while (!session.abandoned) {
+        await session.keepLease();
         const entries = await reader.read(Math.max(1, keepAliveMs - (Date.now() - lastWrite)));
         if (session.abandoned) return;
         if (entries.length === 0) {
@@ -149,6 +150,7 @@ export async function collectCompletion({ session, reader, meta, prices, keepAli
   try {
     for (;;) {
       if (session.abandoned) return new Response(null, { status: 499 });
+      await session.keepLease();
       const entries = await reader.read(1000);
       if (entries.length > 0) lastEvent = Date.now();
       else if (Date.now() - lastEvent >= keepAliveMs) {

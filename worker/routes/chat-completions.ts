@@ -54,14 +54,16 @@ export const chatCompletionRoutes = new Hono<AppEnv>()
     try {
       admission = await admitAndEnqueue(redis, keys, {
         keyHash: caller.keyHash, limits: caller.limits, job, meta,
-        estimatedTokens: admissionTokens(request), maxQueueDepth: config.maxQueueDepth,
+        estimatedTokens: admissionTokens(request), maxQueueDepth: config.maxQueueDepth, leaseMs: config.leaseMs,
       });
     } catch (err) {
       await closeRedis(redis);
       throw asServiceError(err);
     }
 
-    const session = new CompletionSession(redis, keys, id, config.redisUrl, { keyHash: caller.keyHash, admission }, waitUntilOf(c));
+    const session = new CompletionSession({
+      redis, keys, id, redisUrl: config.redisUrl, lease: { keyHash: caller.keyHash, slot: id, admission }, leaseMs: config.leaseMs, waitUntil: waitUntilOf(c),
+    });
     const relay: Relay = { session, reader: new StreamReader(redis, keys.stream(id)), meta, prices: config.prices, keepAliveMs: config.sseKeepAliveMs };
     if (!request.stream) {
       const response = await collectCompletion(relay, c.req.raw.signal);

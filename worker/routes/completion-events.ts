@@ -51,6 +51,6 @@ export const completionEventRoutes = new Hono<AppEnv>()
       await closeRedis(redis);
       throw asServiceError(err);
     }
-    const session = new CompletionSession(redis, keys, id, config.redisUrl, null, waitUntilOf(c));
+    const session = new CompletionSession({ redis, keys, id, redisUrl: config.redisUrl, lease: null, leaseMs: config.leaseMs, waitUntil: waitUntilOf(c) });
     return relaySSE(c, { session, reader, meta, prices: config.prices, keepAliveMs: config.sseKeepAliveMs });
   });

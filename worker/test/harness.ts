@@ -65,14 +65,17 @@ export class EdgeHarness {
     }, extraEnv);
   }
 
-  /** The node's view: the next job waiting in the queue (polls until one arrives). */
+  /**
+   * The node's view: the next job waiting in the queue (polls until one arrives), taken the way a node
+   * takes it: off BullMQ's wait list onto its active list, so the Worker sees a running job.
+   */
   async nextJob(timeoutMs = 5000): Promise<ChatJob> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const jobs = await this.queue.getJobs(["waiting"], 0, 0, true);
       if (jobs.length > 0) {
         const job = jobs[0];
-        await job.remove(); // taken: the next call sees the next one
+        await this.redis.multi().lrem(`${this.prefix}:chat:wait`, 0, job.id!).lpush(`${this.prefix}:chat:active`, job.id!).exec();
         return job.data as ChatJob;
       }
       await new Promise((r) => setTimeout(r, 10));
