@@ -30,3 +30,9 @@ export const MAX_USER_ID_CHARS = 256;
  * holds the slot for at most this long.
  */
 export const CONCURRENCY_LEASE_MS = 60_000;
+
+/**
+ * A streaming client that disconnects has this long to resume (`GET .../{id}/events` with
+ * `Last-Event-ID`) before its generation is cancelled (edge RESUME_GRACE_MS overrides it).
+ */
+export const RESUME_GRACE_MS = 10_000;

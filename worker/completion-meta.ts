@@ -3,6 +3,8 @@
  * it: the owner (key hash) and the options that shape its chunks. Lives as long as the stream.
  */
 import { STREAM_TTL_SECONDS, type RedisKeys } from "../shared/redis-keys.ts";
+import { readersKey } from "./completion-readers.ts";
+import type { Admission } from "./rate-limit.ts";
 import type { RedisClient } from "./redis.ts";
 
 export interface CompletionMeta {
@@ -12,6 +14,8 @@ export interface CompletionMeta {
   n: number;
   logprobs: boolean;
   includeUsage: boolean;
+  /** The generation's token charge: whichever relay sees the end releases its slot and reconciles it. */
+  admission?: Admission;
 }
 
 /** While queued or running, a request may take this long before its stream gets its final TTL. */
@@ -31,5 +35,6 @@ export async function expireFinished(redis: RedisClient, keys: RedisKeys, id: st
   await redis.multi()
     .expire(keys.stream(id), STREAM_TTL_SECONDS)
     .expire(keys.meta(id), STREAM_TTL_SECONDS)
+    .del(readersKey(keys, id))
     .exec();
 }

@@ -4,7 +4,7 @@
  */
 import type { KVNamespace } from "@cloudflare/workers-types/latest/index.ts";
 import { DEFAULT_REDIS_PREFIX } from "../shared/redis-keys.ts";
-import { CONCURRENCY_LEASE_MS, SERVED_MODEL_ID } from "../shared/limits.ts";
+import { CONCURRENCY_LEASE_MS, RESUME_GRACE_MS, SERVED_MODEL_ID } from "../shared/limits.ts";
 import { pricesFromVars, type Prices } from "../shared/pricing.ts";
 
 export interface WorkerEnv {
@@ -27,6 +27,8 @@ export interface WorkerEnv {
   SSE_KEEPALIVE_MS?: string;
   /** Length of a concurrency slot's lease, renewed while relaying (ms; default CONCURRENCY_LEASE_MS). */
   CONCURRENCY_LEASE_MS?: string;
+  /** How long a disconnected streaming client has to resume before its generation is cancelled (ms). */
+  RESUME_GRACE_MS?: string;
 }
 
 export interface RateLimits {
@@ -45,6 +47,7 @@ export interface EdgeConfig {
   sseHoldMs: number;
   sseKeepAliveMs: number;
   leaseMs: number;
+  resumeGraceMs: number;
 }
 
 function positiveInt(name: string, raw: string | undefined, fallback: number): number {
@@ -68,6 +71,7 @@ export function edgeConfig(env: WorkerEnv): EdgeConfig {
     maxQueueDepth: positiveInt("MAX_QUEUE_DEPTH", env.MAX_QUEUE_DEPTH, 1000),
     sseHoldMs: positiveInt("SSE_HOLD_MS", env.SSE_HOLD_MS, 10_000),
     sseKeepAliveMs: Math.max(50, positiveInt("SSE_KEEPALIVE_MS", env.SSE_KEEPALIVE_MS, 10_000)),
+    resumeGraceMs: positiveInt("RESUME_GRACE_MS", env.RESUME_GRACE_MS, RESUME_GRACE_MS),
     leaseMs: Math.max(400, positiveInt("CONCURRENCY_LEASE_MS", env.CONCURRENCY_LEASE_MS, CONCURRENCY_LEASE_MS)),
   };
 }

@@ -84,15 +84,17 @@ export interface Relay {
   prices: Prices;
   /** Quiet interval after which a keep-alive comment goes out (and a failed job is looked for). */
   keepAliveMs: number;
+  /** How long a streaming client that disconnected has to resume before the generation is cancelled. */
+  resumeGraceMs: number;
 }
 
 /** Streams the completion as SSE, `buffered` entries first; ends with `data: [DONE]` after `done`. */
-export function relaySSE(c: Context, { session, reader, meta, prices, keepAliveMs }: Relay, buffered: StreamEntry[] = []): Response {
+export function relaySSE(c: Context, { session, reader, meta, prices, keepAliveMs, resumeGraceMs }: Relay, buffered: StreamEntry[] = []): Response {
   return streamSSE(c, async (stream) => {
     // Two ways to hear the client leave: the body stream cancelled, or (workerd's
     // `enable_request_signal` flag) the incoming request's signal; whichever comes first.
-    stream.onAbort(() => session.abandon());
-    onClientGone(c.req.raw.signal, () => session.abandon());
+    stream.onAbort(() => session.abandon(resumeGraceMs));
+    onClientGone(c.req.raw.signal, () => session.abandon(resumeGraceMs));
     const renderer = new ChunkRenderer(session.id, meta, prices);
     try {
       if (await writeEntries(stream, renderer, session, buffered)) return;
@@ -146,7 +148,8 @@ async function writeEntries(stream: SSEStreamingApi, renderer: ChunkRenderer, se
 export async function collectCompletion({ session, reader, meta, prices, keepAliveMs }: Relay, signal: AbortSignal | undefined): Promise<Response> {
   const assembler = new CompletionAssembler(session.id, meta, prices);
   let lastEvent = Date.now();
-  onClientGone(signal, () => session.abandon());
+  // Nobody can resume a non-streaming request: its generation stops at once.
+  onClientGone(signal, () => session.abandon(0));
   try {
     for (;;) {
       if (session.abandoned) return new Response(null, { status: 499 });

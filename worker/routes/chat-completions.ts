@@ -62,9 +62,13 @@ export const chatCompletionRoutes = new Hono<AppEnv>()
     }
 
     const session = new CompletionSession({
-      redis, keys, id, redisUrl: config.redisUrl, lease: { keyHash: caller.keyHash, slot: id, admission }, leaseMs: config.leaseMs, waitUntil: waitUntilOf(c),
+      redis, keys, id, redisUrl: config.redisUrl, generation: { keyHash: caller.keyHash, slot: id, admission }, own: null,
+      leaseMs: config.leaseMs, waitUntil: waitUntilOf(c),
     });
-    const relay: Relay = { session, reader: new StreamReader(redis, keys.stream(id)), meta, prices: config.prices, keepAliveMs: config.sseKeepAliveMs };
+    const relay: Relay = {
+      session, reader: new StreamReader(redis, keys.stream(id)), meta, prices: config.prices,
+      keepAliveMs: config.sseKeepAliveMs, resumeGraceMs: config.resumeGraceMs,
+    };
     if (!request.stream) {
       const response = await collectCompletion(relay, c.req.raw.signal);
       response.headers.set("x-request-id", id);
