@@ -36,3 +36,11 @@ export const CONCURRENCY_LEASE_MS = 60_000;
  * `Last-Event-ID`) before its generation is cancelled (edge RESUME_GRACE_MS overrides it).
  */
 export const RESUME_GRACE_MS = 10_000;
+
+/**
+ * Edge: the longest one relay (a response or a resume) stays open; then a stream ends with an error
+ * event that says to resume, and a non-streamed request with 504 (edge RELAY_DEADLINE_MS overrides it).
+ */
+export const RELAY_DEADLINE_MS = 20 * 60_000;
+/** Edge: how long `/health` serves its last Redis check before making another. */
+export const HEALTH_CACHE_MS = 5_000;

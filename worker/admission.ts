@@ -32,7 +32,7 @@ export async function admitAndEnqueue(redis: RedisClient, keys: RedisKeys, ticke
     admission = await admit(redis, keys, {
       keyHash: ticket.keyHash, limits: ticket.limits, slot: ticket.job.id, estimatedTokens: ticket.estimatedTokens, leaseMs: ticket.leaseMs,
     });
-    await saveMeta(redis, keys, ticket.job.id, { ...ticket.meta, admission });
+    await saveMeta(redis, keys, ticket.job.id, ticket.meta);
     await enqueueChat(queue, ticket.job);
     return admission;
   } catch (err) {

@@ -4,7 +4,6 @@
  */
 import { STREAM_TTL_SECONDS, type RedisKeys } from "../shared/redis-keys.ts";
 import { readersKey } from "./completion-readers.ts";
-import type { Admission } from "./rate-limit.ts";
 import type { RedisClient } from "./redis.ts";
 
 export interface CompletionMeta {
@@ -14,8 +13,6 @@ export interface CompletionMeta {
   n: number;
   logprobs: boolean;
   includeUsage: boolean;
-  /** The generation's token charge: whichever relay sees the end releases its slot and reconciles it. */
-  admission?: Admission;
 }
 
 /** While queued or running, a request may take this long before its stream gets its final TTL. */

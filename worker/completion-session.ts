@@ -32,8 +32,10 @@ export interface SessionOptions {
   keys: RedisKeys;
   id: string;
   redisUrl: string;
-  /** The generation's slot (the original request's); null when unknown (a meta without it). */
-  generation: Lease | null;
+  /** The generation's slot (the completion id): the original request's, or taken over by a resume. */
+  generation: Lease;
+  /** Only the original request knows the generation's token estimate, so only it reconciles usage. */
+  reconciles: boolean;
   /** This relay's own slot when it is not the generation's (a resume's). */
   own: Lease | null;
   leaseMs: number;
@@ -63,7 +65,7 @@ export class CompletionSession {
 
   private leases(): Lease[] {
     const { generation, own } = this.options;
-    return [generation, own].filter((l): l is Lease => l !== null && (l === generation || l.slot !== generation?.slot));
+    return own && own.slot !== generation.slot ? [generation, own] : [generation];
   }
 
   /** Renews the leases and this reader's presence when a quarter of the lease has passed; the relay calls this between reads. */
@@ -129,16 +131,14 @@ export class CompletionSession {
 
   private async releaseOwn(redis: RedisClient): Promise<void> {
     const { own, generation } = this.options;
-    if (own && own.slot !== generation?.slot) await release(redis, this.keys, own.keyHash, own.slot, own.admission, null);
+    if (own && own.slot !== generation.slot) await release(redis, this.keys, own.keyHash, own.slot, own.admission, null);
   }
 
   private async releaseAll(redis: RedisClient, usage: Usage | null): Promise<void> {
-    const { generation } = this.options;
+    const { generation, reconciles } = this.options;
     await this.releaseOwn(redis);
-    if (generation) {
-      const actual = usage ? usage.promptTokens + usage.completionTokens : null;
-      await release(redis, this.keys, generation.keyHash, generation.slot, generation.admission, actual);
-    }
+    const actual = usage && reconciles ? usage.promptTokens + usage.completionTokens : null;
+    await release(redis, this.keys, generation.keyHash, generation.slot, generation.admission, actual);
   }
 
   private async cleanup(work: (redis: RedisClient) => Promise<void>): Promise<void> {

@@ -4,7 +4,7 @@
  */
 import type { KVNamespace } from "@cloudflare/workers-types/latest/index.ts";
 import { DEFAULT_REDIS_PREFIX } from "../shared/redis-keys.ts";
-import { CONCURRENCY_LEASE_MS, RESUME_GRACE_MS, SERVED_MODEL_ID } from "../shared/limits.ts";
+import { CONCURRENCY_LEASE_MS, HEALTH_CACHE_MS, RELAY_DEADLINE_MS, RESUME_GRACE_MS, SERVED_MODEL_ID } from "../shared/limits.ts";
 import { pricesFromVars, type Prices } from "../shared/pricing.ts";
 
 export interface WorkerEnv {
@@ -29,6 +29,10 @@ export interface WorkerEnv {
   CONCURRENCY_LEASE_MS?: string;
   /** How long a disconnected streaming client has to resume before its generation is cancelled (ms). */
   RESUME_GRACE_MS?: string;
+  /** The longest one relay stays open (ms; default RELAY_DEADLINE_MS). */
+  RELAY_DEADLINE_MS?: string;
+  /** How long `/health` serves its last Redis check (ms; default HEALTH_CACHE_MS; 0 checks every call). */
+  HEALTH_CACHE_MS?: string;
 }
 
 export interface RateLimits {
@@ -48,6 +52,8 @@ export interface EdgeConfig {
   sseKeepAliveMs: number;
   leaseMs: number;
   resumeGraceMs: number;
+  relayDeadlineMs: number;
+  healthCacheMs: number;
 }
 
 function positiveInt(name: string, raw: string | undefined, fallback: number): number {
@@ -71,6 +77,8 @@ export function edgeConfig(env: WorkerEnv): EdgeConfig {
     maxQueueDepth: positiveInt("MAX_QUEUE_DEPTH", env.MAX_QUEUE_DEPTH, 1000),
     sseHoldMs: positiveInt("SSE_HOLD_MS", env.SSE_HOLD_MS, 10_000),
     sseKeepAliveMs: Math.max(50, positiveInt("SSE_KEEPALIVE_MS", env.SSE_KEEPALIVE_MS, 10_000)),
+    relayDeadlineMs: Math.max(100, positiveInt("RELAY_DEADLINE_MS", env.RELAY_DEADLINE_MS, RELAY_DEADLINE_MS)),
+    healthCacheMs: positiveInt("HEALTH_CACHE_MS", env.HEALTH_CACHE_MS, HEALTH_CACHE_MS),
     resumeGraceMs: positiveInt("RESUME_GRACE_MS", env.RESUME_GRACE_MS, RESUME_GRACE_MS),
     leaseMs: Math.max(400, positiveInt("CONCURRENCY_LEASE_MS", env.CONCURRENCY_LEASE_MS, CONCURRENCY_LEASE_MS)),
   };

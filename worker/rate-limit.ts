@@ -16,14 +16,15 @@ const WINDOW_MS = 60_000;
 
 // KEYS: rpm window, tpm window, concurrency set. ARGV: rpm limit, tpm limit, concurrent limit,
 // estimated tokens, now ms, slot member, lease expiry ms, window ttl s, lease ms.
-// Returns 0 (admitted), 1 (rpm), 2 (tpm), 3 (concurrency).
+// Returns 0 (admitted), 1 (rpm), 2 (tpm), 3 (concurrency). A slot already held (a resume taking over
+// its generation's) needs no room of its own.
 const ADMIT = `
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[5])
 local rpm = tonumber(redis.call('GET', KEYS[1]) or '0')
 if rpm + 1 > tonumber(ARGV[1]) then return 1 end
 local tpm = tonumber(redis.call('GET', KEYS[2]) or '0')
 if tpm + tonumber(ARGV[4]) > tonumber(ARGV[2]) then return 2 end
-if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[3]) then return 3 end
+if not redis.call('ZSCORE', KEYS[3], ARGV[6]) and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[3]) then return 3 end
 redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[8])
 redis.call('INCRBY', KEYS[2], ARGV[4])

@@ -86,10 +86,17 @@ export interface Relay {
   keepAliveMs: number;
   /** How long a streaming client that disconnected has to resume before the generation is cancelled. */
   resumeGraceMs: number;
+  /** Epoch ms at which this relay stops (RELAY_DEADLINE_MS after it began). */
+  deadline: number;
+}
+
+/** In-stream: the relay's time is up, the generation is not; the client resumes where it is. */
+function deadlineReached(id: string): ApiError {
+  return new ApiError(408, "server_error", `This stream reached its time limit. Resume it with GET /v1/chat/completions/${id}/events and the Last-Event-ID of the last event received.`, "relay_deadline");
 }
 
 /** Streams the completion as SSE, `buffered` entries first; ends with `data: [DONE]` after `done`. */
-export function relaySSE(c: Context, { session, reader, meta, prices, keepAliveMs, resumeGraceMs }: Relay, buffered: StreamEntry[] = []): Response {
+export function relaySSE(c: Context, { session, reader, meta, prices, keepAliveMs, resumeGraceMs, deadline }: Relay, buffered: StreamEntry[] = []): Response {
   return streamSSE(c, async (stream) => {
     // Two ways to hear the client leave: the body stream cancelled, or (workerd's
     // `enable_request_signal` flag) the incoming request's signal; whichever comes first.
@@ -100,8 +107,14 @@ export function relaySSE(c: Context, { session, reader, meta, prices, keepAliveM
       if (await writeEntries(stream, renderer, session, buffered)) return;
       let lastWrite = Date.now();
       while (!session.abandoned) {
+        if (Date.now() >= deadline) {
+          await stream.writeSSE({ data: JSON.stringify(deadlineReached(session.id).toBody()) });
+          // Like a disconnect: the generation goes on for the grace period, so the client can resume.
+          session.abandon(resumeGraceMs);
+          return;
+        }
         await session.keepLease();
-        const entries = await reader.read(Math.max(1, keepAliveMs - (Date.now() - lastWrite)));
+        const entries = await reader.read(Math.max(1, Math.min(deadline - Date.now(), keepAliveMs - (Date.now() - lastWrite))));
         if (session.abandoned) return;
         if (entries.length === 0) {
           if (Date.now() - lastWrite >= keepAliveMs) {
@@ -145,7 +158,7 @@ async function writeEntries(stream: SSEStreamingApi, renderer: ChunkRenderer, se
 }
 
 /** Waits for `done` and answers one chat.completion; a node error at any point is the HTTP error. */
-export async function collectCompletion({ session, reader, meta, prices, keepAliveMs }: Relay, signal: AbortSignal | undefined): Promise<Response> {
+export async function collectCompletion({ session, reader, meta, prices, keepAliveMs, deadline }: Relay, signal: AbortSignal | undefined): Promise<Response> {
   const assembler = new CompletionAssembler(session.id, meta, prices);
   let lastEvent = Date.now();
   // Nobody can resume a non-streaming request: its generation stops at once.
@@ -153,8 +166,12 @@ export async function collectCompletion({ session, reader, meta, prices, keepAli
   try {
     for (;;) {
       if (session.abandoned) return new Response(null, { status: 499 });
+      if (Date.now() >= deadline) {
+        session.abandon(0); // nobody can resume a non-streamed request: stop the generation
+        throw new ApiError(504, "server_error", "The completion did not finish within the time limit; use stream: true for long generations.", "timeout");
+      }
       await session.keepLease();
-      const entries = await reader.read(1000);
+      const entries = await reader.read(Math.min(1000, deadline - Date.now()));
       if (entries.length > 0) lastEvent = Date.now();
       else if (Date.now() - lastEvent >= keepAliveMs) {
         lastEvent = Date.now();
@@ -176,7 +193,7 @@ export async function collectCompletion({ session, reader, meta, prices, keepAli
       }
     }
   } catch (err) {
-    if (session.abandoned) return new Response(null, { status: 499 });
+    if (session.abandoned && !(err instanceof ApiError)) return new Response(null, { status: 499 });
     if (!(err instanceof ApiError)) await session.finish(null, false);
     throw relayFailure(err);
   }

@@ -62,12 +62,12 @@ export const chatCompletionRoutes = new Hono<AppEnv>()
     }
 
     const session = new CompletionSession({
-      redis, keys, id, redisUrl: config.redisUrl, generation: { keyHash: caller.keyHash, slot: id, admission }, own: null,
+      redis, keys, id, redisUrl: config.redisUrl, generation: { keyHash: caller.keyHash, slot: id, admission }, own: null, reconciles: true,
       leaseMs: config.leaseMs, waitUntil: waitUntilOf(c),
     });
     const relay: Relay = {
       session, reader: new StreamReader(redis, keys.stream(id)), meta, prices: config.prices,
-      keepAliveMs: config.sseKeepAliveMs, resumeGraceMs: config.resumeGraceMs,
+      keepAliveMs: config.sseKeepAliveMs, resumeGraceMs: config.resumeGraceMs, deadline: Date.now() + config.relayDeadlineMs,
     };
     if (!request.stream) {
       const response = await collectCompletion(relay, c.req.raw.signal);
@@ -77,6 +77,7 @@ export const chatCompletionRoutes = new Hono<AppEnv>()
 
     let held;
     try {
+      await session.keepLease(); // registers this reader before anyone can try to resume
       held = await holdForFirstToken(relay.reader, config.sseHoldMs);
     } catch (err) {
       await session.finish(null, false);

@@ -113,7 +113,9 @@ describe("GET /v1/chat/completions/{id}/events with Last-Event-ID", () => {
     await edge.publish(job.id, ...answer(["mine"]));
     await readSSE(await responding);
     expect((await resume(job.id, null, other)).status).toBe(404);
-    expect((await resume(job.id, null)).status).toBe(200);
+    const mine = await resume(job.id, null);
+    expect(mine.status).toBe(200);
+    expect((await readSSE(mine)).events.at(-1)!.data).toBe("[DONE]");
   });
 });
 
@@ -134,7 +136,7 @@ describe("a disconnect's grace period (RESUME_GRACE_MS)", () => {
     await edge.settle();
     expect(await edge.redis.exists(edge.keys.cancel(job.id))).toBe(0);
     // The resumed relay saw the end and gave the generation's concurrency slot back.
-    expect(await edge.redis.zcard(edge.keys.concurrency((await edge.devKeyHash())))).toBe(0);
+    expect(await edge.redis.zcard(edge.keys.concurrency(await edge.devKeyHash()))).toBe(0);
   });
 
   it("raises the cancel only once the grace period has passed with no reader", async () => {
