@@ -14,7 +14,7 @@ import { ChunkRenderer, CompletionAssembler } from "./completion-render.ts";
 import type { CompletionSession } from "./completion-session.ts";
 import { chatQueue } from "./queue.ts";
 import { redisUnavailable } from "./redis.ts";
-import type { StreamEntry, StreamReader } from "./stream-reader.ts";
+import { compareEntryIds, lastEntry, STREAM_START, type StreamEntry, type StreamReader } from "./stream-reader.ts";
 
 export const KEEP_ALIVE_COMMENT = ": keep-alive\n\n";
 
@@ -32,17 +32,28 @@ function relayFailure(err: unknown): ApiError {
 }
 
 /**
- * A job BullMQ gave up on (every attempt failed) without its node appending `error` would leave the
- * client waiting forever: checked whenever the stream has been quiet for a keep-alive interval.
+ * Why a quiet completion will never produce more, looked for whenever the stream has been quiet for a
+ * keep-alive interval: BullMQ gave up on its job (every attempt failed without the node appending
+ * `error`), or its job, meta or stream vanished (Redis restarted without persistence, or was flushed).
+ * Either would otherwise leave the client waiting forever.
  */
-async function failedJob(session: CompletionSession): Promise<ApiError | null> {
-  const queue = chatQueue(session.redis, session.keys);
+async function deadEnd(session: CompletionSession, reader: StreamReader): Promise<ApiError | null> {
+  const { redis, keys, id } = session;
+  const queue = chatQueue(redis, keys);
+  let state: string;
   try {
-    if ((await queue.getJobState(session.id)) !== "failed") return null;
+    state = await queue.getJobState(id);
   } finally {
     await queue.close().catch(() => {});
   }
-  return new ApiError(500, "server_error", "The request failed on every GPU node it was tried on.", "job_failed");
+  if (state === "failed") return new ApiError(500, "server_error", "The request failed on every GPU node it was tried on.", "job_failed");
+  const [metaExists, streamExists] = await Promise.all([redis.exists(keys.meta(id)), redis.exists(keys.stream(id))]);
+  const streamLost = streamExists === 0 && reader.position !== STREAM_START;
+  if (state !== "unknown" && metaExists === 1 && !streamLost) return null;
+  // A finished job is removed right after its `done` is written: an end past the cursor is no loss.
+  const last = await lastEntry(redis, keys.stream(id));
+  if (last && (last.event.type === "done" || last.event.type === "error") && compareEntryIds(last.id, reader.position) > 0) return null;
+  return new ApiError(503, "service_unavailable", "The request was lost by the queue (its job or stream is gone, as after a Redis restart). Please retry.", "request_lost", null, 1);
 }
 
 export function onClientGone(signal: AbortSignal | undefined, handler: () => void): void {
@@ -118,10 +129,10 @@ export function relaySSE(c: Context, { session, reader, meta, prices, keepAliveM
         if (session.abandoned) return;
         if (entries.length === 0) {
           if (Date.now() - lastWrite >= keepAliveMs) {
-            const failed = await failedJob(session);
+            const failed = await deadEnd(session, reader);
             if (failed) {
               await stream.writeSSE({ data: JSON.stringify(failed.toBody()) });
-              await session.finish(null, false);
+              await session.finish(null, true); // the generation is over: every slot goes back
               return;
             }
             await stream.write(KEEP_ALIVE_COMMENT);
@@ -175,9 +186,9 @@ export async function collectCompletion({ session, reader, meta, prices, keepAli
       if (entries.length > 0) lastEvent = Date.now();
       else if (Date.now() - lastEvent >= keepAliveMs) {
         lastEvent = Date.now();
-        const failed = await failedJob(session);
+        const failed = await deadEnd(session, reader);
         if (failed) {
-          await session.finish(null, false);
+          await session.finish(null, true);
           throw failed;
         }
       }
