@@ -18,8 +18,10 @@ export interface WorkerEnv {
   RATE_LIMIT_TPM?: string;
   RATE_LIMIT_CONCURRENT?: string;
   MAX_QUEUE_DEPTH?: string;
-  /** Accepted in addition to the KV keys (local development); unset in production. */
+  /** Accepted in addition to the KV keys, only with LOCAL_DEVELOPMENT (development-key.ts). */
   DEV_API_KEY?: string;
+  /** "true" only under `wrangler dev` (.dev.vars, the stack starter): enables DEV_API_KEY and a loopback REDIS_URL default. */
+  LOCAL_DEVELOPMENT?: string;
   /** How long a streaming response is held back waiting for the first token, so that an early node
    * error can still become an HTTP status (ms; default 10 s, below any client's first-byte timeout). */
   SSE_HOLD_MS?: string;
@@ -65,7 +67,8 @@ function positiveInt(name: string, raw: string | undefined, fallback: number): n
 
 export function edgeConfig(env: WorkerEnv): EdgeConfig {
   return {
-    redisUrl: env.REDIS_URL || "redis://127.0.0.1:6379",
+    // Production sets REDIS_URL as a secret; without it there is no queue (openRedis says so), never a guess.
+    redisUrl: env.REDIS_URL || (env.LOCAL_DEVELOPMENT === "true" ? "redis://127.0.0.1:6379" : ""),
     redisPrefix: env.REDIS_PREFIX || DEFAULT_REDIS_PREFIX,
     modelId: env.SERVED_MODEL_ID || SERVED_MODEL_ID,
     prices: pricesFromVars(env),

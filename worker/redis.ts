@@ -21,6 +21,10 @@ export function redisUnavailable(): ApiError {
 
 /** Opens a connected client, or throws the 503 ApiError. */
 export async function openRedis(url: string): Promise<RedisClient> {
+  if (!url) {
+    console.error("REDIS_URL is not set: set it with `wrangler secret put REDIS_URL`");
+    throw redisUnavailable();
+  }
   const client = new Redis(url, {
     lazyConnect: true,
     connectTimeout: CONNECT_TIMEOUT_MS,
