@@ -4,6 +4,7 @@
  */
 import { Hono } from "hono";
 import { CONTEXT_LENGTH } from "../../shared/limits.ts";
+import { outputBudgetError } from "../../shared/output-budget.ts";
 import { newCompletionId, PROTOCOL_VERSION, type ChatJob } from "../../shared/protocol.ts";
 import type { ChatRequest } from "../../shared/request-schema.ts";
 import { redisKeys } from "../../shared/redis-keys.ts";
@@ -30,6 +31,8 @@ export const chatCompletionRoutes = new Hono<AppEnv>()
     const config = c.get("config");
     const caller = c.get("caller");
     const request = await readChatRequest(c.req.raw, config.modelId);
+    const overBudget = outputBudgetError(request, estimatePromptTokens(request));
+    if (overBudget) throw overBudget;
     const keys = redisKeys(config.redisPrefix);
     const id = newCompletionId();
     const created = Math.floor(Date.now() / 1000);
