@@ -93,7 +93,7 @@ export interface Relay {
   reader: StreamReader;
   meta: CompletionMeta;
   prices: Prices;
-  /** Quiet interval after which a keep-alive comment goes out (and a failed job is looked for). */
+  /** Quiet interval after which a keep-alive comment goes out (and a failed or vanished job is looked for). */
   keepAliveMs: number;
   /** How long a streaming client that disconnected has to resume before the generation is cancelled. */
   resumeGraceMs: number;
@@ -103,7 +103,7 @@ export interface Relay {
 
 /** In-stream: the relay's time is up, the generation is not; the client resumes where it is. */
 function deadlineReached(id: string): ApiError {
-  return new ApiError(408, "server_error", `This stream reached its time limit. Resume it with GET /v1/chat/completions/${id}/events and the Last-Event-ID of the last event received.`, "relay_deadline");
+  return new ApiError(504, "server_error", `This stream reached its time limit. Resume it with GET /v1/chat/completions/${id}/events and the Last-Event-ID of the last event received.`, "relay_deadline");
 }
 
 /** Streams the completion as SSE, `buffered` entries first; ends with `data: [DONE]` after `done`. */
