@@ -43,6 +43,7 @@ export interface SessionOptions {
 }
 
 const GRACE_POLL_MS = 200;
+const CANCEL_ATTEMPTS = 5;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class CompletionSession {
@@ -109,24 +110,48 @@ export class CompletionSession {
     this.ended = true;
     this.abandoned = true;
     this.options.waitUntil(this.cleanup(async (redis) => {
-      await dropReader(redis, this.keys, this.id, this.reader);
+      await dropReader(redis, this.keys, this.id, this.reader).catch(() => {}); // its lease runs out anyway
       const deadline = Date.now() + graceMs;
       while (Date.now() < deadline) {
-        const last = await lastEntry(redis, this.keys.stream(this.id));
-        if (last && (last.event.type === "done" || last.event.type === "error")) {
-          await this.releaseAll(redis, last.event.type === "done" ? last.event.usage : null);
-          return;
-        }
-        if (await liveReaders(redis, this.keys, this.id) > 0) {
-          await this.releaseOwn(redis); // handed over: the reader now relaying keeps the generation's lease
-          return;
-        }
-        await this.keepLease(redis);
+        // A check that fails (a slow Redis on a busy machine) is only a missed look: look again.
+        const outcome = await this.duringGrace(redis).catch(() => null);
+        if (outcome) return;
         await sleep(Math.min(GRACE_POLL_MS, Math.max(0, deadline - Date.now())));
       }
-      await raiseCancel(redis, this.keys, this.id);
-      await this.releaseAll(redis, null);
+      // Nobody came back. A generation nobody reads must not run on: a failed raise is retried, on a
+      // new connection if this one broke.
+      let conn = redis;
+      try {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            if (conn.status !== "ready") conn = await openRedis(this.options.redisUrl);
+            await raiseCancel(conn, this.keys, this.id);
+            break;
+          } catch (err) {
+            if (attempt === CANCEL_ATTEMPTS) throw err;
+            await sleep(GRACE_POLL_MS);
+          }
+        }
+        await this.releaseAll(conn, null);
+      } finally {
+        if (conn !== redis) await closeRedis(conn);
+      }
     }));
+  }
+
+  /** One look during the grace period: the generation ended, a reader took over, or neither (null). */
+  private async duringGrace(redis: RedisClient): Promise<"ended" | "handed_over" | null> {
+    const last = await lastEntry(redis, this.keys.stream(this.id));
+    if (last && (last.event.type === "done" || last.event.type === "error")) {
+      await this.releaseAll(redis, last.event.type === "done" ? last.event.usage : null);
+      return "ended";
+    }
+    if (await liveReaders(redis, this.keys, this.id) > 0) {
+      await this.releaseOwn(redis); // the reader now relaying keeps the generation's lease
+      return "handed_over";
+    }
+    await this.keepLease(redis);
+    return null;
   }
 
   private async releaseOwn(redis: RedisClient): Promise<void> {
