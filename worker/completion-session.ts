@@ -74,10 +74,9 @@ export class CompletionSession {
     const { leaseMs } = this.options;
     if (Date.now() - this.renewedAt < leaseMs / 4) return;
     this.renewedAt = Date.now();
-    const pending: Promise<unknown>[] = [];
-    if (!this.ended) pending.push(holdReader(redis, this.keys, this.id, this.reader, leaseMs));
-    for (const lease of this.leases()) pending.push(renewSlots(redis, this.keys, lease.keyHash, [lease.slot], leaseMs));
-    await Promise.all(pending);
+    // Every slot of one relay belongs to one key (a completion is resumed only by its owner).
+    const slots = renewSlots(redis, this.keys, this.options.generation.keyHash, this.leases().map((l) => l.slot), leaseMs);
+    await Promise.all([slots, this.ended ? null : holdReader(redis, this.keys, this.id, this.reader, leaseMs)]);
   }
 
   /** The stream reached `done` or `error` (terminal), or the relay broke (not terminal). */
