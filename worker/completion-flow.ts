@@ -1,17 +1,19 @@
 /**
- * The life of a validated request at the edge, the same for chat and legacy completions: hash the
- * end-user id, admit (rate limits, queue depth, a live node) and enqueue in one step, then relay the
- * stream as SSE or collect it into one response. Nothing reaches the queue before this point.
+ * The life of a validated request at the edge, the same for chat and legacy completions: check its
+ * output budget, hash the end-user id, admit (rate limits, queue depth, a live node) and enqueue in one
+ * step, then relay the stream as SSE or collect it into one response. Nothing reaches the queue before
+ * this point.
  */
 import type { Context } from "hono";
 import { CONTEXT_LENGTH } from "../shared/limits.ts";
+import { outputBudgetError } from "../shared/output-budget.ts";
 import { newCompletionId, PROTOCOL_VERSION, type ChatJob } from "../shared/protocol.ts";
 import { choiceCount, type ChatRequest } from "../shared/request-schema.ts";
 import { redisKeys } from "../shared/redis-keys.ts";
 import { admitAndEnqueue } from "./admission.ts";
 import { sha256Hex } from "./api-key.ts";
 import type { AppEnv } from "./app-env.ts";
-import { admissionTokens } from "./chat-request.ts";
+import { admissionTokens, estimatePromptTokens } from "./chat-request.ts";
 import type { CompletionMeta } from "./completion-meta.ts";
 import { CompletionSession } from "./completion-session.ts";
 import { asServiceError, closeRedis, openRedis } from "./redis.ts";
@@ -22,6 +24,9 @@ import { waitUntilOf } from "./wait-until.ts";
 export async function serveCompletion(c: Context<AppEnv>, request: ChatRequest, kind: "chat" | "text"): Promise<Response> {
   const config = c.get("config");
   const caller = c.get("caller");
+  const choices = choiceCount(request);
+  const overBudget = outputBudgetError({ ...request, n: choices }, estimatePromptTokens(request));
+  if (overBudget) throw overBudget;
   const keys = redisKeys(config.redisPrefix);
   const id = newCompletionId(kind === "chat" ? "chatcmpl" : "cmpl");
   const created = Math.floor(Date.now() / 1000);
@@ -36,7 +41,7 @@ export async function serveCompletion(c: Context<AppEnv>, request: ChatRequest, 
     ownerKeyHash: caller.keyHash,
     model: config.modelId,
     created,
-    n: choiceCount(request),
+    n: choices,
     logprobs: request.logprobs,
     includeUsage: request.includeUsage,
     ...(kind === "text" ? { kind } : {}),
@@ -47,15 +52,21 @@ export async function serveCompletion(c: Context<AppEnv>, request: ChatRequest, 
   try {
     admission = await admitAndEnqueue(redis, keys, {
       keyHash: caller.keyHash, limits: caller.limits, job, meta,
-      estimatedTokens: admissionTokens(request, CONTEXT_LENGTH), maxQueueDepth: config.maxQueueDepth,
+      estimatedTokens: admissionTokens(request, CONTEXT_LENGTH), maxQueueDepth: config.maxQueueDepth, leaseMs: config.leaseMs,
     });
   } catch (err) {
     await closeRedis(redis);
     throw asServiceError(err);
   }
 
-  const session = new CompletionSession(redis, keys, id, config.redisUrl, { keyHash: caller.keyHash, admission }, waitUntilOf(c));
-  const relay: Relay = { session, reader: new StreamReader(redis, keys.stream(id)), meta, prices: config.prices, keepAliveMs: config.sseKeepAliveMs };
+  const session = new CompletionSession({
+    redis, keys, id, redisUrl: config.redisUrl, generation: { keyHash: caller.keyHash, slot: id, admission }, own: null, reconciles: true,
+    leaseMs: config.leaseMs, waitUntil: waitUntilOf(c),
+  });
+  const relay: Relay = {
+    session, reader: new StreamReader(redis, keys.stream(id)), meta, prices: config.prices,
+    keepAliveMs: config.sseKeepAliveMs, resumeGraceMs: config.resumeGraceMs, deadline: Date.now() + config.relayDeadlineMs,
+  };
   if (!request.stream) {
     const response = await collectCompletion(relay, c.req.raw.signal);
     response.headers.set("x-request-id", id);
@@ -64,6 +75,7 @@ export async function serveCompletion(c: Context<AppEnv>, request: ChatRequest, 
 
   let held;
   try {
+    await session.keepLease(); // registers this reader before anyone can try to resume
     held = await holdForFirstToken(relay.reader, config.sseHoldMs);
   } catch (err) {
     await session.finish(null, false);
