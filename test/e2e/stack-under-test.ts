@@ -85,7 +85,7 @@ export async function startStack(options: { gpuNodes?: number; extraEnv?: Record
   };
 }
 
-/** A gauge or counter from a node's Prometheus text, summed over its label sets. */
-export async function metric(url: string, name: string): Promise<number> {
-  return parseMetric(await (await fetch(url)).text(), name);
+/** A gauge or counter from a node's Prometheus text, summed over its label sets that include `labels`. */
+export async function metric(url: string, name: string, labels: Record<string, string> = {}): Promise<number> {
+  return parseMetric(await (await fetch(url)).text(), name, labels);
 }
