@@ -7,14 +7,14 @@ import { PROTOCOL_VERSION, type StreamEvent } from "../../../shared/protocol.ts"
 import { STREAM_TTL_SECONDS } from "../../../shared/redis-keys.ts";
 import { chatJob, TestWorker, uniquePrefix } from "./chat-jobs.ts";
 import { startNode, type NodeProcess } from "./node-process.ts";
-import { tinyModelDir } from "./tiny-model-cache.ts";
+import { cachedTinyModel } from "../../model/tiny-model.ts";
 
 let worker: TestWorker;
 let node: NodeProcess;
 
 beforeAll(async () => {
   worker = new TestWorker(uniquePrefix("node"));
-  node = await startNode({ prefix: worker.prefix, modelDir: await tinyModelDir(), name: "node-a" });
+  node = await startNode({ prefix: worker.prefix, modelDir: await cachedTinyModel(), name: "node-a" });
 });
 
 afterAll(async () => {
@@ -193,7 +193,7 @@ describe("the status port", () => {
 describe("the node registry", () => {
   it("announces a ready node, and withdraws it at shutdown so the edge stops queueing for it", async () => {
     const registry = new TestWorker(uniquePrefix("registry"));
-    const announced = await startNode({ prefix: registry.prefix, modelDir: await tinyModelDir(), name: "node-reg" });
+    const announced = await startNode({ prefix: registry.prefix, modelDir: await cachedTinyModel(), name: "node-reg" });
     try {
       expect(await registry.redis.zscore(registry.keys.nodes, "node-reg")).not.toBeNull();
       const [seconds] = await registry.redis.time();
