@@ -15,7 +15,7 @@
  * ÷ (output tokens − 1). Per level: p50/p90/p99 (linear interpolation) over successful requests, and
  * requests/s and output tokens/s over the level's wall time (first send → last stream end).
  *
- * By default it starts its own stack (test/e2e/stack-under-test.ts: `npm start` on free ports, GPU_NODES
+ * By default it starts its own stack (stack/stack-process.ts: `npm start` on free ports, GPU_NODES
  * = --nodes, the seeded tiny model) and stops it at the end; --url/--key target a running one. Loopback
  * only. Bounded: the SDK does not retry, each request has a timeout, and the sweep stops at --max-seconds
  * (in-flight requests are aborted and the level is marked truncated).
@@ -34,7 +34,7 @@ import { cachedTinyModel } from "../gpu-node/model/tiny-model.ts";
 import { PHI4_CONFIG } from "../gpu-node/model/phi3-config.ts";
 import { SERVED_MODEL_ID } from "../shared/limits.ts";
 import { seededUniform } from "../shared/seeded-uniform.ts";
-import { metric, startStack, type Stack } from "../test/e2e/stack-under-test.ts";
+import { metric, startStack, type Stack } from "../stack/stack-process.ts";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const REQUEST_TIMEOUT_MS = 120_000;

@@ -15,7 +15,8 @@
  */
 import { parseArgs } from "node:util";
 import { chatJob, TestWorker, uniquePrefix } from "../gpu-node/service/test/chat-jobs.ts";
-import { parseMetric, startNode } from "../gpu-node/service/test/node-process.ts";
+import { startNode } from "../gpu-node/service/test/node-process.ts";
+import { parseMetric } from "../stack/stack-process.ts";
 import { cachedTinyModel } from "../gpu-node/model/tiny-model.ts";
 
 interface Args {

@@ -5,7 +5,7 @@
 import OpenAI from "openai";
 import { createParser } from "eventsource-parser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { metric, startStack, type Stack } from "./stack-under-test.ts";
+import { metric, startStack, type Stack } from "../../stack/stack-process.ts";
 
 let stack: Stack;
 let client: OpenAI;
