@@ -156,7 +156,7 @@ export function phi3ConfigFromHf(hf: Json, generation: Json | null = null): { co
   const tiedEmbeddings = hf.tie_word_embeddings === true;
 
   // Stop ids: config.json and generation_config.json both may list them; Phi-4's vocabulary also
-  // stops on <|im_end|> and <|endoftext|> (PHI4.md) even where a file lists only one.
+  // stops on <|im_end|> and <|endoftext|> (docs/phi4-model.md) even where a file lists only one.
   const eos = new Set<number>([...ids(hf.eos_token_id), ...ids(generation?.eos_token_id)]);
   if (eos.size === 0 || vocabSize === PHI4_CONFIG.vocabSize) for (const id of PHI4_CONFIG.eosTokenIds) eos.add(id);
   for (const id of eos) {

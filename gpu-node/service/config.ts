@@ -1,5 +1,5 @@
 /**
- * The GPU node's configuration, read once from the environment (DESIGN.md "Configuration").
+ * The GPU node's configuration, read once from the environment (README, "Configuration").
  * Every variable has a laptop default; a value that does not parse is a ConfigError naming the
  * variable, which main.ts prints as one line before exiting with status 2.
  */

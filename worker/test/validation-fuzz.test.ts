@@ -6,7 +6,7 @@ import { EdgeHarness, hello } from "./harness.ts";
 const edge = new EdgeHarness("fuzz");
 afterAll(() => edge.close());
 
-/** Values outside every accepted range or type of each parameter (PHI4.md). */
+/** Values outside every accepted range or type of each parameter (docs/api.md). */
 const badValues: Record<string, unknown[]> = {
   temperature: [-0.01, 2.01, 100, "1", true, [], {}],
   top_p: [0, -0.5, 1.0001, "0.9", false],

@@ -7,7 +7,7 @@ import { PHI4_CONFIG } from "../phi3-config.ts";
 import { SafetensorsCheckpoint } from "../safetensors.ts";
 import { TEST_PHI3_CONFIG, writeRandomHfCheckpoint } from "./random-hf-checkpoint.ts";
 
-/** microsoft/phi-4's config.json as published (values per PHI4.md). */
+/** microsoft/phi-4's config.json as published (values per docs/phi4-model.md). */
 const PHI4_HF_CONFIG = {
   architectures: ["Phi3ForCausalLM"],
   attention_bias: false,
