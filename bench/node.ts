@@ -14,8 +14,8 @@
  *    what publishing could take from generation.
  */
 import { parseArgs } from "node:util";
-import { chatJob, TestWorker, uniquePrefix } from "../gpu-node/service/test/chat-jobs.ts";
-import { startNode } from "../gpu-node/service/test/node-process.ts";
+import { chatJob, TestWorker, uniquePrefix } from "../stack/chat-jobs.ts";
+import { startNode } from "../stack/node-process.ts";
 import { parseMetric } from "../stack/stack-process.ts";
 import { cachedTinyModel } from "../gpu-node/model/tiny-model.ts";
 

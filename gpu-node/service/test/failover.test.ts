@@ -6,8 +6,8 @@
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { StreamEvent } from "../../../shared/protocol.ts";
-import { chatJob, TestWorker, textsOf, uniquePrefix } from "./chat-jobs.ts";
-import { startNode, type NodeProcess } from "./node-process.ts";
+import { chatJob, TestWorker, textsOf, uniquePrefix } from "../../../stack/chat-jobs.ts";
+import { startNode, type NodeProcess } from "../../../stack/node-process.ts";
 import { cachedTinyModel } from "../../model/tiny-model.ts";
 
 // Short locks so a dead node's jobs come back within a second or two.

@@ -5,8 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROTOCOL_VERSION, type StreamEvent } from "../../../shared/protocol.ts";
 import { STREAM_TTL_SECONDS } from "../../../shared/redis-keys.ts";
-import { chatJob, TestWorker, uniquePrefix } from "./chat-jobs.ts";
-import { startNode, type NodeProcess } from "./node-process.ts";
+import { chatJob, TestWorker, uniquePrefix } from "../../../stack/chat-jobs.ts";
+import { startNode, type NodeProcess } from "../../../stack/node-process.ts";
 import { cachedTinyModel } from "../../model/tiny-model.ts";
 
 let worker: TestWorker;

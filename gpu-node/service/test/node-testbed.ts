@@ -1,6 +1,6 @@
 /** A test file's queues and node processes, made on demand and all stopped and cleaned up at the end. */
-import { TestWorker, uniquePrefix } from "./chat-jobs.ts";
-import { startNode, type NodeProcess } from "./node-process.ts";
+import { TestWorker, uniquePrefix } from "../../../stack/chat-jobs.ts";
+import { startNode, type NodeProcess } from "../../../stack/node-process.ts";
 import { cachedTinyModel } from "../../model/tiny-model.ts";
 
 export class NodeTestbed {
