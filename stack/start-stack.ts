@@ -143,6 +143,7 @@ async function main(): Promise<void> {
   process.stdout.write(
     `phi4-serve is up (${gpuNodes} GPU node${gpuNodes === 1 ? "" : "s"}, model ${modelDir})\n` +
       `  base URL: http://127.0.0.1:${workerPort}/v1\n` +
+      `  playground: http://127.0.0.1:${workerPort}/\n` +
       `  API key:  ${devKey}\n` +
       gpuChildren.map((c, i) => `  gpu-node-${i}: pid ${c.pid}, metrics http://127.0.0.1:${metricsBase + i}/metrics\n`).join("") +
       `Try: curl http://127.0.0.1:${workerPort}/v1/chat/completions -H "Authorization: Bearer ${devKey}" ` +

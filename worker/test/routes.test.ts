@@ -64,7 +64,7 @@ describe("models, health, CORS and unknown routes", () => {
   it("answers anything else with 404 in OpenAI's shape", async () => {
     await expectOpenAIError(await edge.fetch("/v2/engines", { headers: auth }), 404, "unknown_url");
     await expectOpenAIError(await edge.fetch("/v1/chat/completions", { headers: auth }), 404, "unknown_url");
-    await expectOpenAIError(await edge.fetch("/", {}), 404, "unknown_url");
+    await expectOpenAIError(await edge.fetch("/nothing-here", {}), 404, "unknown_url");
   });
 });
 
