@@ -1,5 +1,5 @@
 /**
- * The Phi-3 decoder as one ONNX graph, in this project's paged-KV layout (LAYOUT_VERSION 1).
+ * The Phi-3 decoder as one ONNX graph, in this project's paged-KV layout (LAYOUT_VERSION 1; docs/model-layouts.md).
  *
  * Why this shape: onnxruntime-node does not copy inputs but copies every fetched output on every run.
  * So the KV cache lives in runner-owned buffers fed as INPUTS, and the graph OUTPUTS only what is new:
