@@ -13,7 +13,8 @@ const model = "microsoft/phi-4";
 const user = (content: string) => [{ role: "user" as const, content }];
 
 beforeAll(async () => {
-  stack = await startStack({ gpuNodes: 1 });
+  // A short resume grace (production: 10 s), so a disconnected stream is cancelled long before it could finish.
+  stack = await startStack({ gpuNodes: 1, extraEnv: { RESUME_GRACE_MS: "1000" } });
   client = new OpenAI({ baseURL: stack.baseURL, apiKey: stack.apiKey, maxRetries: 0, timeout: 60_000 });
 }, 180_000);
 afterAll(async () => {
@@ -134,6 +135,8 @@ describe("OpenAI SDK against the whole stack", () => {
     }
     expect(seen).toBe(5);
     // The request held cache blocks, and the node ended it as cancelled (not by running out its 5000 tokens).
+    // The generation goes on through the disconnect's grace period (RESUME_GRACE_MS, 1 s here) in case the
+    // client resumes; then the Worker raises the cancel.
     expect(usedWhileStreaming).toBeGreaterThan(0);
     await expect.poll(cancelled, { timeout: 15_000, interval: 200 }).toBe(cancelledBefore + 1);
     await expect.poll(() => metric(metrics, "phi4_kv_blocks_used"), { timeout: 15_000, interval: 200 }).toBe(0);

@@ -4,6 +4,7 @@ import { isErrorBody } from "../../shared/errors.ts";
 import { MAX_BODY_BYTES } from "../../shared/limits.ts";
 import type { ModelList } from "../../shared/openai-types.ts";
 import { sha256Hex, type ApiKeyRecord } from "../api-key.ts";
+import { EXAMPLE_DEV_API_KEYS } from "../development-key.ts";
 import { DEV_KEY, EdgeHarness, hello } from "./harness.ts";
 
 const edge = new EdgeHarness("routes");
@@ -87,6 +88,24 @@ describe("authentication", () => {
 
   it("does not accept the development key when DEV_API_KEY is unset", async () => {
     await expectOpenAIError(await edge.fetch("/v1/models", { headers: auth }, { DEV_API_KEY: undefined }), 401, "invalid_api_key");
+  });
+
+  it("accepts DEV_API_KEY only under local development, and never the example value", async () => {
+    // Deployed (no LOCAL_DEVELOPMENT): a DEV_API_KEY that reached production opens nothing.
+    await expectOpenAIError(await edge.fetch("/v1/models", { headers: auth }, { LOCAL_DEVELOPMENT: undefined }), 401, "invalid_api_key");
+    await expectOpenAIError(await edge.fetch("/v1/models", { headers: auth }, { LOCAL_DEVELOPMENT: "1" }), 401, "invalid_api_key");
+    for (const example of EXAMPLE_DEV_API_KEYS) {
+      const response = await edge.fetch("/v1/models", { headers: { authorization: `Bearer ${example}` } }, { DEV_API_KEY: example });
+      await expectOpenAIError(response, 401, "invalid_api_key");
+    }
+    expect((await edge.fetch("/v1/models", { headers: auth })).status).toBe(200);
+  });
+
+  it("does not fall back to a loopback Redis in production when REDIS_URL is missing", async () => {
+    const local = await edge.fetch("/health", {}, { REDIS_URL: undefined, HEALTH_CACHE_MS: "0" });
+    expect(local.status).toBe(200); // local development: the loopback default
+    const deployed = await edge.fetch("/health", {}, { REDIS_URL: undefined, LOCAL_DEVELOPMENT: undefined, HEALTH_CACHE_MS: "0" });
+    await expectOpenAIError(deployed, 503, "queue_unavailable");
   });
 });
 
