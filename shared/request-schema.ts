@@ -1,5 +1,5 @@
 /**
- * The one request schema: every range and rule of PHI4.md, checked at the edge before anything is
+ * The one request schema: every range and rule of docs/api.md, checked at the edge before anything is
  * queued. A rejection is an ApiError naming the offending `param`, as OpenAI does.
  */
 import { z } from "zod";
@@ -143,7 +143,7 @@ function messageText(m: z.infer<typeof message>): string {
   return m.content.map((p) => p.text).join("");
 }
 
-/** Rules across messages (PHI4.md): one system message at most, a user message, ending on user or tool. */
+/** Rules across messages (docs/api.md): one system message at most, a user message, ending on user or tool. */
 function checkMessageRules(messages: ChatMessage[]): ApiError | null {
   const systems = messages.filter((m) => m.role === "system").length;
   if (systems > 1) return ApiError.invalid("at most one 'system' message is allowed", "messages");
