@@ -1,5 +1,5 @@
 /**
- * The one request schema: every range and rule of PHI4.md, checked at the edge before anything is
+ * The one request schema: every range and rule of docs/api.md, checked at the edge before anything is
  * queued. A rejection is an ApiError naming the offending `param`, as OpenAI does.
  */
 import { z } from "zod";
@@ -297,7 +297,7 @@ export function parseToolsAndFormat(b: {
   return { ok: true, tools, toolChoice: choice, parallelToolCalls: b.parallel_tool_calls ?? true, responseFormat };
 }
 
-/** Rules across messages (PHI4.md): one system message at most, a user message, ending on user or tool. */
+/** Rules across messages (docs/api.md): one system message at most, a user message, ending on user or tool. */
 function checkMessageRules(messages: ChatMessage[]): ApiError | null {
   const systems = messages.filter((m) => m.role === "system").length;
   if (systems > 1) return ApiError.invalid("at most one 'system' message is allowed", "messages");
@@ -322,7 +322,7 @@ export function issueError(issue: z.core.$ZodIssue): ApiError {
   return ApiError.invalid(message, param, code);
 }
 
-/** The settings both endpoints share, with PHI4.md's defaults applied. */
+/** The settings both endpoints share, with the defaults of docs/api.md applied. */
 export function generationSettings(b: z.infer<z.ZodObject<typeof generationFields>>) {
   const logitBias: Record<number, number> = {};
   for (const [k, v] of Object.entries(b.logit_bias ?? {})) logitBias[Number(k)] = v;

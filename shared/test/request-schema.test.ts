@@ -45,7 +45,7 @@ describe("request schema: every parameter's bounds", () => {
     });
   }
 
-  it("applies PHI4.md's defaults", () => {
+  it("applies the defaults of docs/api.md", () => {
     const r = accepts(base);
     expect(r).toMatchObject({
       temperature: 1, topP: 1, minP: 0, topK: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1,

@@ -6,7 +6,7 @@
 import Ajv from "ajv";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startStack, type Stack } from "./stack-under-test.ts";
+import { startStack, type Stack } from "../../stack/stack-process.ts";
 
 let stack: Stack;
 let client: OpenAI;

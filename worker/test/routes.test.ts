@@ -118,6 +118,20 @@ describe("request checks before anything is queued", () => {
     expect(await edge.waitingJobs()).toBe(0);
   });
 
+  it("counts a body sent without Content-Length and answers 413 past the limit", async () => {
+    const chunk = new TextEncoder().encode("x".repeat(64 * 1024));
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent > MAX_BODY_BYTES) return controller.close();
+        sent += chunk.byteLength;
+        controller.enqueue(chunk);
+      },
+    });
+    const response = await edge.fetch("/v1/chat/completions", { method: "POST", headers: { ...auth, "content-type": "application/json" }, body, duplex: "half" } as RequestInit);
+    await expectOpenAIError(response, 413, "request_too_large");
+  });
+
   it("answers an unknown model with 404 model_not_found naming 'model'", async () => {
     await expectOpenAIError(await edge.chat(hello({ model: "gpt-4o" })), 404, "model_not_found", "model");
   });
