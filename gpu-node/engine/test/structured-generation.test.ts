@@ -72,6 +72,16 @@ describe("engine: tool calls", () => {
     expect(h.last("t1")).toMatchObject({ type: "done", finishReasons: ["tool_calls", "tool_calls"] });
   }, 120_000);
 
+  it("tool_choice auto: free text flows under the triggered grammar; without a begun call there are no tool_calls", async () => {
+    await h.submit("t0", { tools, max_tokens: 24, seed: 9 });
+    await h.runUntilIdle();
+    const last = h.last("t0");
+    expect(last).toMatchObject({ type: "done" });
+    expect(callsOf("t0")).toEqual([]);
+    expect(["length", "stop"]).toContain(finishOf("t0"));
+    expect(h.text("t0")).toBe(tok.decode(h.tokens("t0")[0]));
+  }, 120_000);
+
   it("a named function is the one call", async () => {
     await h.submit("t2", { tools, tool_choice: { type: "function", function: { name: "get_time" } }, max_tokens: 200, seed: 2 });
     await h.runUntilIdle();
