@@ -20,7 +20,9 @@ const redisUrl = new URL(env.REDIS_URL ?? "redis://127.0.0.1:6379");
 const workerPort = intEnv("WORKER_PORT", 8787);
 const gpuNodes = intEnv("GPU_NODES", 1);
 const metricsBase = intEnv("METRICS_PORT", 9464);
-const modelDir = path.resolve(env.MODEL_DIR ?? path.join(root, "models", "tiny"));
+// ORT_EP=webgpu serves the device layout: its tiny model lives apart from the host layout's.
+const deviceLayout = env.ORT_EP === "webgpu";
+const modelDir = path.resolve(env.MODEL_DIR ?? path.join(root, "models", deviceLayout ? "tiny-device" : "tiny"));
 const devKey = env.DEV_API_KEY || `sk-dev-${randomBytes(18).toString("base64url")}`;
 const prefix = env.REDIS_PREFIX ?? "phi4";
 
@@ -121,7 +123,7 @@ async function main(): Promise<void> {
 
   if (!existsSync(path.join(modelDir, "model-config.json"))) {
     log(`building the tiny model into ${modelDir}`);
-    const build = spawn(bin("tsx"), ["gpu-node/model/cli/tiny-model.ts", "--out", modelDir], { cwd: root, stdio: ["ignore", "inherit", "inherit"] });
+    const build = spawn(bin("tsx"), ["gpu-node/model/cli/tiny-model.ts", "--out", modelDir, ...(deviceLayout ? ["--layout", "device"] : [])], { cwd: root, stdio: ["ignore", "inherit", "inherit"] });
     const code = await new Promise<number | null>((resolve) => build.once("exit", resolve));
     if (code !== 0) failUsage(`building the tiny model failed (exit ${code})`);
   }
