@@ -190,8 +190,8 @@ const RANK_CHUNK = 64;
 
 /**
  * Writes top_values / top_ids (the `k` best logits of each row, ties to the lower id) and returns each
- * row's max [R,1]. Why two stages: onnxruntime's WebGPU TopK over a whole 100k row is slow (≈ 0.6 s a row
- * on a CPU Vulkan device, against ≈ 5 ms for 4k), so the row is cut into chunks of 64: the k chunks with
+ * row's max [R,1]. Why two stages: onnxruntime's WebGPU TopK over a whole 100k row was by far the slowest
+ * op of the graph on a CPU Vulkan device (over 4k it is cheap), so the row is cut into chunks of 64: the k chunks with
  * the highest maxima (ties: lower chunk) hold the row's top k — a chunk outside them has k chunks whose
  * maxima beat its own, so k elements beat each of its elements — and TopK runs over those k·64 logits only.
  * The chosen chunks are put back in id order first, so TopK's lower-position tie rule is the lower-id rule.
