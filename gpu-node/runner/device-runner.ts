@@ -140,7 +140,9 @@ export class DeviceRunner implements StepRunner {
     for (let r = 0; r < rows.length; r++) {
       const need = rows[r].needs ?? LogitsNeed.FullRow;
       this.clearHostRow(r);
-      if (need === LogitsNeed.FullRow) full.push(r);
+      // The sampler will not rank from candidates holding a ±0 or NaN (TopK's order of -0/+0 is not its
+      // own) and then scans the row: such a row comes back whole.
+      if (need === LogitsNeed.FullRow || (need === LogitsNeed.Candidates && hasZeroOrNaN(ranked.values, r * k, k))) full.push(r);
       else if (need === LogitsNeed.Candidates) {
         const base = r * V;
         for (let i = 0; i < k; i++) {
@@ -321,6 +323,11 @@ export class DeviceRunner implements StepRunner {
       if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) throw new Error(`row ${r}: token ${t} outside the vocabulary 0..${this.config.vocabSize - 1}`);
     }
   }
+}
+
+function hasZeroOrNaN(values: Float32Array, start: number, count: number): boolean {
+  for (let i = start; i < start + count; i++) if (values[i] === 0 || values[i] !== values[i]) return true;
+  return false;
 }
 
 /** y = Gather(x, index, axis 0) on the device: downloads only the rows/blocks asked for. */
