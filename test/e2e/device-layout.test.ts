@@ -25,6 +25,8 @@ import { ReferencePhi3 } from "../../gpu-node/model/test/reference-forward.ts";
 import { renderChat } from "../../gpu-node/tokenizer/chat-format.ts";
 import { phi4Tokenizer } from "../../gpu-node/tokenizer/phi4-tokenizer.ts";
 
+/** A CPU Vulkan device is slow, and slower still when the suite runs files in parallel. */
+const DEVICE_TEST_TIMEOUT = 300_000;
 const REPO_ROOT = join(import.meta.dirname, "..", "..");
 const model = "microsoft/phi-4";
 const config = tinyConfig();
@@ -88,7 +90,7 @@ async function referenceGreedy(messages: Array<{ role: "user"; content: string }
   return { ids, text: tokenizer.decode(ids), logprobs };
 }
 
-describe("device layout through the whole stack (ORT_EP=webgpu)", () => {
+describe("device layout through the whole stack (ORT_EP=webgpu)", { timeout: DEVICE_TEST_TIMEOUT }, () => {
   it("answers a greedy completion with the float64 reference's tokens and logprobs", async () => {
     const messages = [{ role: "user" as const, content: "Hello there, device!" }];
     const r = await client.chat.completions.create({ model, messages, max_tokens: 8, temperature: 0, logprobs: true, top_logprobs: 2 });

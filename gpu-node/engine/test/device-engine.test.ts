@@ -17,6 +17,8 @@ import { writeModel } from "../../model/write-model.ts";
 import { DeviceRunner } from "../../runner/device-runner.ts";
 import { ensureVulkanDevice } from "../../../test/vulkan-device.ts";
 
+/** A CPU Vulkan device is slow, and slower still when the suite runs files in parallel. */
+const DEVICE_TEST_TIMEOUT = 300_000;
 let root: string;
 let modelDir: string;
 let h: EngineHarness;
@@ -42,7 +44,7 @@ async function solo(harness: EngineHarness, id: string, body: Record<string, unk
   return harness.tokens(id);
 }
 
-describe("engine on the device layout (WebGPU)", () => {
+describe("engine on the device layout (WebGPU)", { timeout: DEVICE_TEST_TIMEOUT }, () => {
   it("runs on the DeviceRunner and streams a done with usage", async () => {
     expect(h.runner).toBeInstanceOf(DeviceRunner);
     const toks = await solo(h, "r1", { temperature: 0, max_tokens: 8 });
@@ -131,7 +133,7 @@ describe("engine on the device layout (WebGPU)", () => {
   });
 });
 
-describe("engine on the device layout: preemption under a small KV cache", () => {
+describe("engine on the device layout: preemption under a small KV cache", { timeout: DEVICE_TEST_TIMEOUT }, () => {
   it("preempts instead of failing, and every request still gets its seeded tokens", async () => {
     const small = await EngineHarness.create(modelDir, { ep: "webgpu", kvTokens: 128, blockSize: 16 });
     try {

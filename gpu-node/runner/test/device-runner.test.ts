@@ -30,6 +30,8 @@ import { INT4_WEIGHTS } from "../../model/test/weight-rounding.ts";
 import { TEST_PHI3_CONFIG, seededUniform, writeRandomHfCheckpoint } from "../../model/test/random-hf-checkpoint.ts";
 import { ensureVulkanDevice } from "../../../test/vulkan-device.ts";
 
+/** A CPU Vulkan device is slow, and slower still when the suite runs files in parallel. */
+const DEVICE_TEST_TIMEOUT = 300_000;
 const REPO_ROOT = join(import.meta.dirname, "..", "..", "..");
 const CONVERT = join(REPO_ROOT, "gpu-node", "model", "cli", "convert.ts");
 const config = TEST_PHI3_CONFIG;
@@ -130,7 +132,7 @@ function compareRow(ranked: RankedRows, r: number, ref: Float64Array, n = 8): { 
   return { chosen, worst, greedy: ranked.ids[r * ranked.k], refBest: best, margin: ref[best] - ref[second] };
 }
 
-describe("device layout (WebGPU, fp16, paged KV on the device) vs float64 reference", () => {
+describe("device layout (WebGPU, fp16, paged KV on the device) vs float64 reference", { timeout: DEVICE_TEST_TIMEOUT }, () => {
   it("prefill, then 12 greedy decode steps in separate runs over a scrambled block table", async () => {
     const prompt = randomTokens(21, 7);
     const table = scrambledBlocks(1).slice(0, 3); // 21 + 12 tokens need 3 blocks of 16
