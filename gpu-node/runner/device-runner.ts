@@ -22,12 +22,13 @@ import type { Phi3Config } from "../model/phi3-config.ts";
 import { ModelFilesError, readModelFiles } from "../model/model-files.ts";
 import { DataType, OnnxGraph } from "../model/graph/onnx-graph.ts";
 import { DEVICE_TOP_K, buildKvPoolGraph, deviceIo, type DeviceDtype } from "../model/graph/device-decoder-graph.ts";
+import { MIN_DEVICE_BLOCK_SIZE } from "./execution-provider.ts";
 import { LogitsNeed, type BatchRow, type RunnerOutput, type StepRunner, type StepStats } from "./step-runner.ts";
 
 export interface DeviceRunnerOptions {
   modelDir: string;
   numBlocks: number;
-  /** Tokens per cache block: the WebGPU PagedAttention kernel takes a power of two ≥ 16. */
+  /** Tokens per cache block: a power of two ≥ 32 (MIN_DEVICE_BLOCK_SIZE). */
   blockSize: number;
 }
 
@@ -85,8 +86,8 @@ export class DeviceRunner implements StepRunner {
   static async load(options: DeviceRunnerOptions): Promise<DeviceRunner> {
     const { numBlocks, blockSize } = options;
     if (!Number.isInteger(numBlocks) || numBlocks < 1) throw new Error(`numBlocks must be a positive integer, got ${numBlocks}`);
-    if (!Number.isInteger(blockSize) || blockSize < 16 || (blockSize & (blockSize - 1)) !== 0) {
-      throw new Error(`the device layout needs a KV block size that is a power of two ≥ 16 (WebGPU PagedAttention), got ${blockSize}`);
+    if (!Number.isInteger(blockSize) || blockSize < MIN_DEVICE_BLOCK_SIZE || (blockSize & (blockSize - 1)) !== 0) {
+      throw new Error(`the device layout needs a KV block size that is a power of two ≥ ${MIN_DEVICE_BLOCK_SIZE} (WebGPU PagedAttention), got ${blockSize}`);
     }
     const files = await readModelFiles(options.modelDir);
     if (files.layout !== "device") {

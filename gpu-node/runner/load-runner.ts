@@ -6,9 +6,8 @@
 import { DeviceRunner } from "./device-runner.ts";
 import { ModelRunner } from "./model-runner.ts";
 import type { StepRunner } from "./step-runner.ts";
+import type { ExecutionProvider } from "./execution-provider.ts";
 
-export type ExecutionProvider = "cpu" | "cuda" | "webgpu";
-export const EXECUTION_PROVIDERS: readonly ExecutionProvider[] = ["cpu", "cuda", "webgpu"];
 
 export interface LoadRunnerOptions {
   modelDir: string;

@@ -6,7 +6,7 @@
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { EXECUTION_PROVIDERS, type ExecutionProvider } from "../runner/load-runner.ts";
+import { EXECUTION_PROVIDERS, MIN_DEVICE_BLOCK_SIZE, type ExecutionProvider } from "../runner/execution-provider.ts";
 import { SERVED_MODEL_ID } from "../../shared/limits.ts";
 import { DEFAULT_REDIS_PREFIX, STREAM_TTL_SECONDS } from "../../shared/redis-keys.ts";
 
@@ -76,7 +76,11 @@ export function parseNodeConfig(env: Env = process.env): NodeConfig {
   if (!/^[A-Za-z0-9_.-]+$/.test(redisPrefix)) throw new ConfigError(`REDIS_PREFIX may hold only letters, digits, '_', '.', '-', got ${JSON.stringify(redisPrefix)}`);
   const ep = env.ORT_EP || "cpu";
   if (!(EXECUTION_PROVIDERS as readonly string[]).includes(ep)) throw new ConfigError(`ORT_EP must be one of ${EXECUTION_PROVIDERS.map((e) => `'${e}'`).join(", ")}, got ${JSON.stringify(ep)}`);
-  const kvBlockSize = integer(env, "KV_BLOCK_SIZE", 16, 1, 1024);
+  // The device layout's PagedAttention needs blocks of at least 32 tokens (device-runner.ts).
+  const kvBlockSize = integer(env, "KV_BLOCK_SIZE", ep === "webgpu" ? MIN_DEVICE_BLOCK_SIZE : 16, 1, 1024);
+  if (ep === "webgpu" && (kvBlockSize < MIN_DEVICE_BLOCK_SIZE || (kvBlockSize & (kvBlockSize - 1)) !== 0)) {
+    throw new ConfigError(`KV_BLOCK_SIZE must be a power of two ≥ ${MIN_DEVICE_BLOCK_SIZE} with ORT_EP=webgpu, got ${kvBlockSize}`);
+  }
   const kvCacheTokens = integer(env, "KV_CACHE_TOKENS", 65_536, 1);
   if (kvCacheTokens < kvBlockSize) throw new ConfigError(`KV_CACHE_TOKENS (${kvCacheTokens}) must hold at least one block of KV_BLOCK_SIZE (${kvBlockSize}) tokens`);
   const nodeName = env.NODE_NAME || `${os.hostname()}-${process.pid}`;

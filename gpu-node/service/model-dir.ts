@@ -10,7 +10,7 @@ import { RandomWeights } from "../model/random-weights.ts";
 import { writeModel } from "../model/write-model.ts";
 import { tinyConfig } from "../model/cli/tiny-model.ts";
 import { ConfigError, DEFAULT_DEVICE_MODEL_DIR, DEFAULT_MODEL_DIR } from "./config.ts";
-import type { ExecutionProvider } from "../runner/load-runner.ts";
+import type { ExecutionProvider } from "../runner/execution-provider.ts";
 
 /** The tiny model's seed: the same bytes on every machine. */
 export const DEFAULT_TINY_SEED = 0;

@@ -31,7 +31,7 @@ const REPO_ROOT = join(import.meta.dirname, "..", "..");
 const model = "microsoft/phi-4";
 const config = tinyConfig();
 /** As in device-runner.test.ts: fp16 MatMul accumulation and the WebGPU paged decode kernel, measured. */
-const LOGPROB_TOLERANCE = 5e-2;
+const LOGPROB_TOLERANCE = 4e-2;
 const CLEAR_MARGIN = 2 * LOGPROB_TOLERANCE;
 
 let root: string;
@@ -46,8 +46,8 @@ beforeAll(async () => {
   const modelDir = join(root, "model");
   await writeRandomHfCheckpoint(checkpoint, { config, seed: 11, dtype: "BF16" });
   await promisify(execFile)(process.execPath, ["--import", "tsx", "gpu-node/model/cli/convert.ts", "--from", checkpoint, "--out", modelDir, "--dtype", "fp16", "--layout", "device"], { cwd: REPO_ROOT });
-  // 8 blocks of 16 tokens: 8 concurrent streams of ~25 tokens (2 blocks each) need more, so some are preempted.
-  stack = await startStack({ gpuNodes: 1, extraEnv: { ORT_EP: "webgpu", MODEL_DIR: modelDir, KV_CACHE_TOKENS: "128", KV_BLOCK_SIZE: "16" } });
+  // 4 blocks of 32 tokens: 8 concurrent streams of ~40 tokens (two blocks each) need more, so some are preempted.
+  stack = await startStack({ gpuNodes: 1, extraEnv: { ORT_EP: "webgpu", MODEL_DIR: modelDir, KV_CACHE_TOKENS: "128", KV_BLOCK_SIZE: "32" } });
   client = new OpenAI({ baseURL: stack.baseURL, apiKey: stack.apiKey, maxRetries: 0, timeout: 120_000 });
 }, 300_000);
 
@@ -105,7 +105,8 @@ describe("device layout through the whole stack (ORT_EP=webgpu)", { timeout: DEV
 
   it("completes 8 concurrent streams under a small KV cache (preemption and recompute), each on the reference's greedy path", async () => {
     const messages = (i: number) => [{ role: "user" as const, content: `Story ${i}: once upon a time` }];
-    const body = (i: number) => ({ model, temperature: 0, max_tokens: 10, messages: messages(i) });
+    // ~15 prompt tokens + 24 generated outgrow one block of 32: running sequences need a second block mid-decode.
+    const body = (i: number) => ({ model, temperature: 0, max_tokens: 24, messages: messages(i) });
     const preemptedBefore = await metric(stack.nodes[0].metrics, "phi4_preemptions_total");
     const streams = await Promise.all(
       Array.from({ length: 8 }, async (_, i) => {
@@ -122,7 +123,7 @@ describe("device layout through the whole stack (ORT_EP=webgpu)", { timeout: DEV
     let clear = 0;
     for (let i = 0; i < 8; i++) {
       expect(streams[i].finish).toBe("length");
-      const ref = await referenceGreedy(messages(i), 10);
+      const ref = await referenceGreedy(messages(i), 24);
       expect(streams[i].text.startsWith(ref.text), `stream ${i}: ${JSON.stringify(streams[i].text)} vs reference ${JSON.stringify(ref.text)}`).toBe(true);
       clear += ref.ids.length;
     }

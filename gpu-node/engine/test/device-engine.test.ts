@@ -30,7 +30,7 @@ beforeAll(async () => {
   const config = tinyConfig();
   await writeModel(config, new RandomWeights(config, 7), { outDir: modelDir, dtype: "fp16", layout: "device" });
   // A small token budget per step, so prompts are prefilled in chunks alongside other rows' decodes.
-  h = await EngineHarness.create(modelDir, { ep: "webgpu", maxBatchTokens: 48, kvTokens: 4096 });
+  h = await EngineHarness.create(modelDir, { ep: "webgpu", maxBatchTokens: 48, kvTokens: 4096, blockSize: 32 });
 }, 300_000);
 
 afterAll(async () => {
@@ -135,7 +135,7 @@ describe("engine on the device layout (WebGPU)", { timeout: DEVICE_TEST_TIMEOUT 
 
 describe("engine on the device layout: preemption under a small KV cache", { timeout: DEVICE_TEST_TIMEOUT }, () => {
   it("preempts instead of failing, and every request still gets its seeded tokens", async () => {
-    const small = await EngineHarness.create(modelDir, { ep: "webgpu", kvTokens: 128, blockSize: 16 });
+    const small = await EngineHarness.create(modelDir, { ep: "webgpu", kvTokens: 128, blockSize: 32 });
     try {
       const bodies = Array.from({ length: 3 }, (_, i) => ({ seed: 100 + i, temperature: 1, max_tokens: 24, messages: [{ role: "user", content: `Request ${i}: ` + "go ".repeat(6) }] }));
       const expected: number[][][] = [];

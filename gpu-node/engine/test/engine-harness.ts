@@ -1,7 +1,8 @@
 /** Drives an in-process LlmEngine step by step and collects each request's events, for tests and benchmarks. */
 import type { StreamEvent } from "../../../shared/protocol.ts";
 import { parseChatRequest, type ChatRequest } from "../../../shared/request-schema.ts";
-import { loadRunner, type ExecutionProvider } from "../../runner/load-runner.ts";
+import { loadRunner } from "../../runner/load-runner.ts";
+import type { ExecutionProvider } from "../../runner/execution-provider.ts";
 import type { StepRunner } from "../../runner/step-runner.ts";
 import { phi4Tokenizer } from "../../tokenizer/phi4-tokenizer.ts";
 import { LlmEngine, type EngineConfig, type EngineSubmission } from "../llm-engine.ts";

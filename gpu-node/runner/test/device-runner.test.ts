@@ -36,17 +36,16 @@ const REPO_ROOT = join(import.meta.dirname, "..", "..", "..");
 const CONVERT = join(REPO_ROOT, "gpu-node", "model", "cli", "convert.ts");
 const config = TEST_PHI3_CONFIG;
 const V = config.vocabSize;
-const BLOCK_SIZE = 16;
+const BLOCK_SIZE = 32;
 const NUM_BLOCKS = 64;
 /**
  * How far the device's logprobs (the sampled token's and the rest of the ranked head) may be from the float64
- * reference. Measured on this checkpoint (logits spread ~10 units): ~1.7e-2 right after a prefill, where
- * WebGPU's fp16 MatMul (it rounds as it accumulates) dominates (fp32 MatMuls bring it under 1e-2), and up
- * to ~4e-2 for tokens decoded against the paged cache, which the WebGPU PagedAttention decode kernel adds
- * (moving RoPE out of the op changes nothing). 2e-2 is not met there; this bound is the measured worst
- * with some room, and a wrong position, block or head would be far outside it.
+ * reference. Measured on this checkpoint (logits spread ~10 units) over 75 positions: ≤ 2.0e-2 for the
+ * greedy token, ≤ 3.4e-2 over the top 8. WebGPU's fp16 MatMul rounds as it accumulates and is most of it
+ * (fp32 MatMuls measured under 1e-2, at twice the weight bytes). A wrong position, block or head lands far
+ * outside (blocks of 16, which the WebGPU kernel gets wrong past 32 tokens, measured 0.07 to 0.15).
  */
-const LOGPROB_TOLERANCE = 5e-2;
+const LOGPROB_TOLERANCE = 4e-2;
 /** A greedy choice is asserted only where the reference's best two logits are further apart than this. */
 const CLEAR_MARGIN = 2 * LOGPROB_TOLERANCE;
 /** int4 against the reference on modelled int4 weights: loose, as in reference-verification.test.ts. */
@@ -133,9 +132,9 @@ function compareRow(ranked: RankedRows, r: number, ref: Float64Array, n = 8): { 
 }
 
 describe("device layout (WebGPU, fp16, paged KV on the device) vs float64 reference", { timeout: DEVICE_TEST_TIMEOUT }, () => {
-  it("prefill, then 12 greedy decode steps in separate runs over a scrambled block table", async () => {
-    const prompt = randomTokens(21, 7);
-    const table = scrambledBlocks(1).slice(0, 3); // 21 + 12 tokens need 3 blocks of 16
+  it("prefill, then 30 greedy decode steps in separate runs over a scrambled block table", async () => {
+    const prompt = randomTokens(45, 7);
+    const table = scrambledBlocks(1).slice(0, 3); // 45 + 30 tokens need 3 blocks of 32
     const refCache = reference.newCache();
     let refLogits = reference.forward(refCache, prompt);
     let ranked = await runner.forward([{ tokens: prompt, pastLen: 0, blockTable: table }]);
@@ -143,7 +142,7 @@ describe("device layout (WebGPU, fp16, paged KV on the device) vs float64 refere
     let worst = 0;
     let chosen = 0;
     let asserted = 0;
-    for (let step = 0; step <= 12; step++) {
+    for (let step = 0; step <= 30; step++) {
       const cmp = compareRow(ranked, 0, refLogits);
       worst = Math.max(worst, cmp.worst);
       chosen = Math.max(chosen, cmp.chosen);
@@ -151,34 +150,34 @@ describe("device layout (WebGPU, fp16, paged KV on the device) vs float64 refere
         expect(cmp.greedy, `step ${step}`).toBe(cmp.refBest);
         asserted++;
       }
-      if (step === 12) break;
+      if (step === 30) break;
       const next = cmp.greedy; // both follow the device's choice, so a near tie cannot desynchronise them
       ranked = await runner.forward([{ tokens: [next], pastLen, blockTable: table }]);
       refLogits = reference.forward(refCache, [next]);
       pastLen++;
     }
-    console.log(`device fp16: worst logprob error ${chosen.toExponential(2)} (greedy token), ${worst.toExponential(2)} (top 8) over 13 positions; greedy asserted at ${asserted}`);
+    console.log(`device fp16: worst logprob error ${chosen.toExponential(2)} (greedy token), ${worst.toExponential(2)} (top 8) over 31 positions; greedy asserted at ${asserted}`);
     expect(chosen).toBeLessThan(LOGPROB_TOLERANCE);
     expect(worst).toBeLessThan(LOGPROB_TOLERANCE);
-    expect(asserted).toBeGreaterThan(6);
+    expect(asserted).toBeGreaterThan(15);
   });
 
   it("a ragged batch (prefill chunks and decodes) gives each row what it gets alone", async () => {
     const blocks = scrambledBlocks(2);
-    const a = randomTokens(30, 11);
+    const a = randomTokens(70, 11);
     const b = randomTokens(5, 12);
-    const c = randomTokens(17, 13);
-    const tableA = blocks.slice(0, 2);
-    const tableB = blocks.slice(2, 3);
-    const tableC = blocks.slice(3, 5);
-    // First the rows' pasts, in separate runs: a has 29 cached, b has 5, c has 9.
-    await runner.forward([{ tokens: a.slice(0, 29), pastLen: 0, blockTable: tableA }]);
+    const c = randomTokens(41, 13);
+    const tableA = blocks.slice(0, 3);
+    const tableB = blocks.slice(3, 4);
+    const tableC = blocks.slice(4, 6);
+    // First the rows' pasts, in separate runs: a has 69 cached, b has 5, c has 30.
+    await runner.forward([{ tokens: a.slice(0, 69), pastLen: 0, blockTable: tableA }]);
     await runner.forward([{ tokens: b, pastLen: 0, blockTable: tableB }]);
-    await runner.forward([{ tokens: c.slice(0, 9), pastLen: 0, blockTable: tableC }]);
+    await runner.forward([{ tokens: c.slice(0, 30), pastLen: 0, blockTable: tableC }]);
     const rows: BatchRow[] = [
-      { tokens: [a[29]], pastLen: 29, blockTable: tableA }, // decode
+      { tokens: [a[69]], pastLen: 69, blockTable: tableA }, // decode
       { tokens: [7], pastLen: 5, blockTable: tableB }, // decode
-      { tokens: c.slice(9), pastLen: 9, blockTable: tableC }, // a prefill chunk of 8
+      { tokens: c.slice(30), pastLen: 30, blockTable: tableC }, // a prefill chunk of 11 across a block boundary
     ];
     const together = await runner.forward(rows);
     expect(runner.lastStepStats.runs).toBe(1);
@@ -204,13 +203,13 @@ describe("device layout (WebGPU, fp16, paged KV on the device) vs float64 refere
 
   it("a run whose past covers blocks another sequence wrote leaves those blocks untouched; bytes per step are counted", async () => {
     const blocks = scrambledBlocks(3);
-    const prefix = randomTokens(32, 21); // two full blocks, shared
+    const prefix = randomTokens(64, 21); // two full blocks, shared
     const shared = blocks.slice(0, 2);
     await runner.forward([{ tokens: prefix, pastLen: 0, blockTable: [...shared, blocks[2]] }]);
     const before = await Promise.all([0, 1].map((l) => runner.readBlocks(l, shared)));
     // A second sequence reuses the two blocks as its cached prefix (a prefix-cache hit) and computes 3 tokens of its own.
     const own = [...shared, blocks[3]];
-    const ranked = await runner.forward([{ tokens: [5, 6, 7], pastLen: 32, blockTable: own }]);
+    const ranked = await runner.forward([{ tokens: [5, 6, 7], pastLen: 64, blockTable: own }]);
     const after = await Promise.all([0, 1].map((l) => runner.readBlocks(l, shared)));
     for (let l = 0; l < 2; l++) {
       expect(Buffer.from(after[l].key.buffer).equals(Buffer.from(before[l].key.buffer))).toBe(true);
@@ -287,6 +286,6 @@ describe("device layout (WebGPU, fp16, paged KV on the device) vs float64 refere
   it("each layout refuses the other's provider with one line", async () => {
     await expect(DeviceRunner.load({ modelDir: hostDir, numBlocks: 4, blockSize: BLOCK_SIZE })).rejects.toThrow(/holds the host layout; ORT_EP=webgpu serves only the device layout/);
     await expect(ModelRunner.load({ modelDir: fp16Dir, numBlocks: 4, blockSize: BLOCK_SIZE, ep: "cpu" })).rejects.toThrow(/holds the device layout.*ORT_EP=webgpu/);
-    await expect(DeviceRunner.load({ modelDir: fp16Dir, numBlocks: 4, blockSize: 8 })).rejects.toThrow(/power of two ≥ 16/);
+    await expect(DeviceRunner.load({ modelDir: fp16Dir, numBlocks: 4, blockSize: 16 })).rejects.toThrow(/power of two ≥ 32/);
   });
 });

@@ -27,6 +27,12 @@ describe("parseNodeConfig", () => {
     expect(() => parseNodeConfig({ [name]: value })).toThrow(message);
   });
 
+  it("ORT_EP=webgpu takes KV blocks of 32 by default and refuses blocks under 32 or not a power of two", () => {
+    expect(parseNodeConfig({ ORT_EP: "webgpu" })).toMatchObject({ ep: "webgpu", kvBlockSize: 32 });
+    expect(parseNodeConfig({ ORT_EP: "webgpu", KV_BLOCK_SIZE: "64" }).kvBlockSize).toBe(64);
+    for (const size of ["16", "48"]) expect(() => parseNodeConfig({ ORT_EP: "webgpu", KV_BLOCK_SIZE: size })).toThrow(/KV_BLOCK_SIZE must be a power of two ≥ 32 with ORT_EP=webgpu/);
+  });
+
   it("rejects a KV cache smaller than one block", () => {
     expect(() => parseNodeConfig({ KV_CACHE_TOKENS: "8", KV_BLOCK_SIZE: "16" })).toThrow(/at least one block/);
   });
