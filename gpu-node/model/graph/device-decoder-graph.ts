@@ -29,8 +29,8 @@
  *
  * Inside: fp16 weights and projection/attention activations (int4: com.microsoft MatMulNBits with fp16
  * scales for every Linear incl. lm_head, embedding fp16); the residual stream and the RMSNorm gains stay
- * float32 (a few KB per token, and rounding it to fp16 at every layer is the largest error source
- * measured); RMSNorm = SimplifiedLayerNormalization (float32 stash) whose output is cast to fp16;
+ * float32 (a few KB per token; rounding it to fp16 at every layer measurably added to the error);
+ * RMSNorm = SimplifiedLayerNormalization (float32 stash) whose output is cast to fp16;
  * PagedAttention on the packed QKV projection with GQA (num_heads / kv_num_heads), RoPE inside the op
  * (do_rotary, rotate_half form) from fp16 cos/sin tables [contextLength, hd/2] computed in float64 with
  * the config's theta; MLP = down(silu(gate) * up). Only the sampled rows go through the final norm and
