@@ -4,11 +4,11 @@
  */
 import { z } from "zod";
 import type { ChatRequest } from "./request-schema.ts";
-import type { FinishReason, TokenLogprob } from "./openai-types.ts";
+import type { FinishReason, TokenLogprob, ToolCallDelta } from "./openai-types.ts";
 
 z.config({ jitless: true });
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** What the Worker enqueues (BullMQ job data; the job id is `id`). `request.user` is already hashed. */
 export interface ChatJob {
@@ -34,6 +34,8 @@ export type StreamEvent =
       text: string;
       tokens: number[];
       logprobs?: TokenLogprob[];
+      /** Pieces of the tool calls this delta's tokens made (tool_choice other than `none`). */
+      toolCalls?: ToolCallDelta[];
       /** Set on the last delta of this choice. */
       finishReason?: FinishReason;
     }
@@ -74,6 +76,8 @@ export function decodeStreamEvent(fields: string[]): StreamEvent {
 const finite = z.number().refine(Number.isFinite);
 const int = z.number().int();
 
+const jsonObject = z.record(z.string(), z.unknown());
+
 const chatRequestShape = z.object({
   model: z.string(),
   messages: z.array(z.object({
@@ -81,7 +85,12 @@ const chatRequestShape = z.object({
     content: z.string(),
     name: z.string().optional(),
     tool_call_id: z.string().optional(),
-  })).min(1),
+    tool_calls: z.array(z.object({
+      id: z.string(),
+      type: z.literal("function"),
+      function: z.object({ name: z.string(), arguments: z.string() }),
+    })).optional(),
+  })),
   stream: z.boolean(),
   includeUsage: z.boolean(),
   maxTokens: int.min(0).nullable(),
@@ -99,8 +108,17 @@ const chatRequestShape = z.object({
   topLogprobs: int.min(0),
   logitBias: z.record(z.string(), finite),
   user: z.string().nullable(),
-  toolChoice: z.enum(["none", "auto"]),
-});
+  tools: z.array(z.object({ name: z.string(), description: z.string().nullable(), parameters: jsonObject, strict: z.boolean() })),
+  toolChoice: z.union([z.enum(["none", "auto", "required"]), z.object({ name: z.string() })]),
+  parallelToolCalls: z.boolean(),
+  responseFormat: z.discriminatedUnion("type", [
+    z.object({ type: z.literal("text") }),
+    z.object({ type: z.literal("json_object") }),
+    z.object({ type: z.literal("json_schema"), name: z.string(), schema: z.union([jsonObject, z.boolean()]), strict: z.boolean() }),
+  ]),
+  prompts: z.array(z.union([z.string(), z.array(int.min(0))])).min(1).nullable(),
+  echo: z.boolean(),
+}).refine((r) => r.messages.length > 0 || r.prompts !== null, { message: "a job needs messages or prompts" });
 
 const chatJobShape = z.object({
   protocol: z.number(),
@@ -122,11 +140,11 @@ export function parseChatJob(data: unknown): ChatJob {
   return parsed.data as unknown as ChatJob;
 }
 
-/** A completion id: what clients see, the BullMQ job id and the stream key suffix. */
-export function newCompletionId(): string {
+/** A completion id: what clients see, the BullMQ job id and the stream key suffix (`cmpl` for legacy completions). */
+export function newCompletionId(prefix: "chatcmpl" | "cmpl" = "chatcmpl"): string {
   const bytes = new Uint8Array(18);
   crypto.getRandomValues(bytes);
   let s = "";
   for (const b of bytes) s += "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[b % 62];
-  return `chatcmpl-${s}`;
+  return `${prefix}-${s}`;
 }

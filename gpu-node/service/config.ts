@@ -1,24 +1,18 @@
 /**
- * The GPU node's configuration, read once from the environment (DESIGN.md "Configuration").
+ * The GPU node's configuration, read once from the environment (README, "Configuration").
  * Every variable has a laptop default; a value that does not parse is a ConfigError naming the
  * variable, which main.ts prints as one line before exiting with status 2.
  */
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { EXECUTION_PROVIDERS, MIN_DEVICE_BLOCK_SIZE, type ExecutionProvider } from "../runner/execution-provider.ts";
 import { SERVED_MODEL_ID } from "../../shared/limits.ts";
 import { DEFAULT_REDIS_PREFIX, STREAM_TTL_SECONDS } from "../../shared/redis-keys.ts";
 
-/** The tiny model's default home: `models/tiny` at the repository root (ignored by git, built on first start). */
-export const DEFAULT_MODEL_DIR = fileURLToPath(new URL("../../models/tiny", import.meta.url));
-/** The same tiny model in the device layout, served when ORT_EP=webgpu and MODEL_DIR is unset. */
-export const DEFAULT_DEVICE_MODEL_DIR = fileURLToPath(new URL("../../models/tiny-device", import.meta.url));
-
 export interface NodeConfig {
   redisUrl: string;
   redisPrefix: string;
-  /** null: the tiny model under DEFAULT_MODEL_DIR, built if missing. */
+  /** null: the tiny model under models/tiny (gpu-node/model/tiny-model.ts), built if missing. */
   modelDir: string | null;
   /** cpu and cuda serve the host layout, webgpu the device layout (model-files.ts). */
   ep: ExecutionProvider;

@@ -11,7 +11,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { EngineHarness } from "./engine-harness.ts";
-import { tinyConfig } from "../../model/cli/tiny-model.ts";
+import { tinyConfig } from "../../model/tiny-model.ts";
 import { RandomWeights } from "../../model/random-weights.ts";
 import { writeModel } from "../../model/write-model.ts";
 import { DeviceRunner } from "../../runner/device-runner.ts";

@@ -24,10 +24,11 @@ import { ModelRunner } from "../model-runner.ts";
 import { LogitsNeed, type BatchRow } from "../step-runner.ts";
 import { RandomWeights } from "../../model/random-weights.ts";
 import { writeModel } from "../../model/write-model.ts";
-import { tinyConfig } from "../../model/cli/tiny-model.ts";
+import { tinyConfig } from "../../model/tiny-model.ts";
 import { ReferencePhi3 } from "../../model/test/reference-forward.ts";
 import { INT4_WEIGHTS } from "../../model/test/weight-rounding.ts";
-import { TEST_PHI3_CONFIG, seededUniform, writeRandomHfCheckpoint } from "../../model/test/random-hf-checkpoint.ts";
+import { TEST_PHI3_CONFIG, writeRandomHfCheckpoint } from "../../model/test/random-hf-checkpoint.ts";
+import { seededUniform } from "../../../shared/seeded-uniform.ts";
 import { ensureVulkanDevice } from "../../../test/vulkan-device.ts";
 
 /** A CPU Vulkan device is slow, and slower still when the suite runs files in parallel. */

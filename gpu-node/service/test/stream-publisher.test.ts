@@ -7,7 +7,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeStreamEvent, type StreamEvent } from "../../../shared/protocol.ts";
 import { StreamPublisher, type StreamTarget } from "../stream-publisher.ts";
-import { uniquePrefix } from "./chat-jobs.ts";
+import { uniquePrefix } from "../../../stack/chat-jobs.ts";
 
 const prefix = uniquePrefix("publisher");
 let redis: Redis;
