@@ -13,7 +13,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { failUsage } from "../gpu-node/cli/cli-error.ts";
-import { ensureTinyModel, TINY_MODEL_DIR } from "../gpu-node/model/tiny-model.ts";
+import { ensureTinyModel, TINY_DEVICE_MODEL_DIR, TINY_MODEL_DIR } from "../gpu-node/model/tiny-model.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const bin = (name: string) => path.join(root, "node_modules", ".bin", name);
@@ -23,7 +23,9 @@ const redisUrl = new URL(env.REDIS_URL ?? "redis://127.0.0.1:6379");
 const workerPort = intEnv("WORKER_PORT", 8787);
 const gpuNodes = intEnv("GPU_NODES", 1);
 const metricsBase = intEnv("METRICS_PORT", 9464);
-const modelDir = path.resolve(env.MODEL_DIR ?? TINY_MODEL_DIR);
+// ORT_EP=webgpu serves the device layout: its tiny model lives apart from the host layout's.
+const deviceLayout = env.ORT_EP === "webgpu";
+const modelDir = path.resolve(env.MODEL_DIR ?? (deviceLayout ? TINY_DEVICE_MODEL_DIR : TINY_MODEL_DIR));
 const devKey = env.DEV_API_KEY || `sk-dev-${randomBytes(18).toString("base64url")}`;
 const prefix = env.REDIS_PREFIX ?? "phi4";
 
@@ -139,7 +141,7 @@ async function main(): Promise<void> {
     await waitFor("redis-server", () => redisAnswers("127.0.0.1", redisPort), 10_000);
   }
 
-  if (await ensureTinyModel(modelDir)) log(`built the tiny model into ${modelDir}`);
+  if (await ensureTinyModel(modelDir, deviceLayout ? { dtype: "fp16", layout: "device" } : {})) log(`built the tiny model into ${modelDir}`);
   // wrangler is a development tool (a devDependency): an install without them can run GPU nodes, not the edge.
   if (!existsSync(bin("wrangler"))) failUsage("wrangler is not installed (npm ci without --omit=dev); `npm run gpu-node` runs a GPU node alone");
 

@@ -8,7 +8,7 @@ import { access } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { MODEL_CONFIG_FILE } from "./model-files.ts";
+import { MODEL_CONFIG_FILE, type ModelLayout } from "./model-files.ts";
 import { PHI4_CONFIG, type Phi3Config } from "./phi3-config.ts";
 import { RandomWeights } from "./random-weights.ts";
 import type { ModelDtype } from "./graph/phi3-decoder-graph.ts";
@@ -16,6 +16,9 @@ import { writeModel } from "./write-model.ts";
 
 /** The node's default model home: `models/tiny` at the repository root (ignored by git, built on first start). */
 export const TINY_MODEL_DIR = fileURLToPath(new URL("../../models/tiny", import.meta.url));
+
+/** The same tiny model in the device layout (fp16), the default with ORT_EP=webgpu. */
+export const TINY_DEVICE_MODEL_DIR = fileURLToPath(new URL("../../models/tiny-device", import.meta.url));
 
 /** The default seed: the same bytes on every machine. */
 export const TINY_MODEL_SEED = 0;
@@ -42,6 +45,8 @@ export interface TinyModelOptions {
   seed?: number;
   config?: Phi3Config;
   dtype?: ModelDtype;
+  /** Default "host"; "device" takes fp16 or int4 (model-files.ts). */
+  layout?: ModelLayout;
 }
 
 /** Writes the seeded tiny model into `dir`. */
@@ -49,7 +54,8 @@ export async function buildTinyModel(dir: string, options: TinyModelOptions = {}
   const config = options.config ?? tinyConfig();
   const weights = new RandomWeights(config, options.seed ?? TINY_MODEL_SEED);
   // writeModel moves a finished temp directory into place, so two processes building at once cannot see half a model.
-  await writeModel(config, weights, { outDir: dir, dtype: options.dtype ?? "fp32" });
+  const layout = options.layout ?? "host";
+  await writeModel(config, weights, { outDir: dir, dtype: options.dtype ?? (layout === "device" ? "fp16" : "fp32"), layout });
   await weights.close();
 }
 

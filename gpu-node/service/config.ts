@@ -5,16 +5,17 @@
  */
 import os from "node:os";
 import path from "node:path";
+import { EXECUTION_PROVIDERS, MIN_DEVICE_BLOCK_SIZE, type ExecutionProvider } from "../runner/execution-provider.ts";
 import { SERVED_MODEL_ID } from "../../shared/limits.ts";
 import { DEFAULT_REDIS_PREFIX, STREAM_TTL_SECONDS } from "../../shared/redis-keys.ts";
-
 
 export interface NodeConfig {
   redisUrl: string;
   redisPrefix: string;
   /** null: the tiny model under models/tiny (gpu-node/model/tiny-model.ts), built if missing. */
   modelDir: string | null;
-  ep: "cpu" | "cuda";
+  /** cpu and cuda serve the host layout, webgpu the device layout (model-files.ts). */
+  ep: ExecutionProvider;
   /** The model id jobs must name (the Worker's SERVED_MODEL_ID). */
   servedModelId: string;
   maxBatch: number;
@@ -68,8 +69,12 @@ export function parseNodeConfig(env: Env = process.env): NodeConfig {
   const redisPrefix = env.REDIS_PREFIX || DEFAULT_REDIS_PREFIX;
   if (!/^[A-Za-z0-9_.-]+$/.test(redisPrefix)) throw new ConfigError(`REDIS_PREFIX may hold only letters, digits, '_', '.', '-', got ${JSON.stringify(redisPrefix)}`);
   const ep = env.ORT_EP || "cpu";
-  if (ep !== "cpu" && ep !== "cuda") throw new ConfigError(`ORT_EP must be 'cpu' or 'cuda', got ${JSON.stringify(ep)}`);
-  const kvBlockSize = integer(env, "KV_BLOCK_SIZE", 16, 1, 1024);
+  if (!(EXECUTION_PROVIDERS as readonly string[]).includes(ep)) throw new ConfigError(`ORT_EP must be one of ${EXECUTION_PROVIDERS.map((e) => `'${e}'`).join(", ")}, got ${JSON.stringify(ep)}`);
+  // The device layout's PagedAttention needs blocks of at least 32 tokens (device-runner.ts).
+  const kvBlockSize = integer(env, "KV_BLOCK_SIZE", ep === "webgpu" ? MIN_DEVICE_BLOCK_SIZE : 16, 1, 1024);
+  if (ep === "webgpu" && (kvBlockSize < MIN_DEVICE_BLOCK_SIZE || (kvBlockSize & (kvBlockSize - 1)) !== 0)) {
+    throw new ConfigError(`KV_BLOCK_SIZE must be a power of two ≥ ${MIN_DEVICE_BLOCK_SIZE} with ORT_EP=webgpu, got ${kvBlockSize}`);
+  }
   const kvCacheTokens = integer(env, "KV_CACHE_TOKENS", 65_536, 1);
   if (kvCacheTokens < kvBlockSize) throw new ConfigError(`KV_CACHE_TOKENS (${kvCacheTokens}) must hold at least one block of KV_BLOCK_SIZE (${kvBlockSize}) tokens`);
   const nodeName = env.NODE_NAME || `${os.hostname()}-${process.pid}`;
@@ -84,7 +89,7 @@ export function parseNodeConfig(env: Env = process.env): NodeConfig {
     redisUrl,
     redisPrefix,
     modelDir: env.MODEL_DIR ? path.resolve(env.MODEL_DIR) : null,
-    ep,
+    ep: ep as ExecutionProvider,
     servedModelId: env.SERVED_MODEL_ID || SERVED_MODEL_ID,
     maxBatch: integer(env, "MAX_BATCH", 32, 1, 4096),
     maxBatchTokens: integer(env, "MAX_BATCH_TOKENS", 512, 1),

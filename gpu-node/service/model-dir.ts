@@ -4,7 +4,8 @@
  * `npm run gpu-node` works on a fresh checkout.
  */
 import { readModelFiles } from "../model/model-files.ts";
-import { ensureTinyModel, TINY_MODEL_DIR } from "../model/tiny-model.ts";
+import { ensureTinyModel, TINY_DEVICE_MODEL_DIR, TINY_MODEL_DIR } from "../model/tiny-model.ts";
+import type { ExecutionProvider } from "../runner/execution-provider.ts";
 import { ConfigError } from "./config.ts";
 
 export interface ModelDirChoice {
@@ -13,7 +14,11 @@ export interface ModelDirChoice {
   built: boolean;
 }
 
-export async function resolveModelDir(configured: string | null): Promise<ModelDirChoice> {
+/**
+ * `ep` picks the tiny model's layout when none is configured: ORT_EP=webgpu serves the device layout
+ * (fp16, under models/tiny-device), the other providers the host layout (fp32, under models/tiny).
+ */
+export async function resolveModelDir(configured: string | null, ep: ExecutionProvider = "cpu"): Promise<ModelDirChoice> {
   if (configured !== null) {
     try {
       await readModelFiles(configured);
@@ -22,5 +27,6 @@ export async function resolveModelDir(configured: string | null): Promise<ModelD
     }
     return { dir: configured, built: false };
   }
+  if (ep === "webgpu") return { dir: TINY_DEVICE_MODEL_DIR, built: await ensureTinyModel(TINY_DEVICE_MODEL_DIR, { dtype: "fp16", layout: "device" }) };
   return { dir: TINY_MODEL_DIR, built: await ensureTinyModel(TINY_MODEL_DIR) };
 }

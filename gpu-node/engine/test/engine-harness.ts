@@ -2,7 +2,9 @@
 import type { StreamEvent } from "../../../shared/protocol.ts";
 import { parseCompletionRequest } from "../../../shared/completion-request-schema.ts";
 import { parseChatRequest, type ChatRequest } from "../../../shared/request-schema.ts";
-import { ModelRunner } from "../../runner/model-runner.ts";
+import { loadRunner } from "../../runner/load-runner.ts";
+import type { ExecutionProvider } from "../../runner/execution-provider.ts";
+import type { StepRunner } from "../../runner/step-runner.ts";
 import { phi4Tokenizer } from "../../tokenizer/phi4-tokenizer.ts";
 import { LlmEngine, type EngineConfig, type EngineSubmission } from "../llm-engine.ts";
 
@@ -10,7 +12,7 @@ export class EngineHarness {
   readonly events = new Map<string, StreamEvent[]>();
   readonly engine: LlmEngine;
 
-  private constructor(readonly runner: ModelRunner, config: EngineConfig) {
+  private constructor(readonly runner: StepRunner, config: EngineConfig) {
     this.engine = new LlmEngine(runner, phi4Tokenizer(), config, (id, e) => {
       let list = this.events.get(id);
       if (!list) this.events.set(id, (list = []));
@@ -18,10 +20,10 @@ export class EngineHarness {
     });
   }
 
-  static async create(modelDir: string, opts: { kvTokens?: number; blockSize?: number; maxBatch?: number; maxBatchTokens?: number } = {}) {
+  static async create(modelDir: string, opts: { kvTokens?: number; blockSize?: number; maxBatch?: number; maxBatchTokens?: number; ep?: ExecutionProvider } = {}) {
     const blockSize = opts.blockSize ?? 16;
     const intraOpThreads = 2;
-    const runner = await ModelRunner.load({ modelDir, numBlocks: Math.ceil((opts.kvTokens ?? 8192) / blockSize), blockSize, intraOpThreads });
+    const runner = await loadRunner({ modelDir, ep: opts.ep ?? "cpu", numBlocks: Math.ceil((opts.kvTokens ?? 8192) / blockSize), blockSize, intraOpThreads });
     return new EngineHarness(runner, { maxBatch: opts.maxBatch ?? 32, maxBatchTokens: opts.maxBatchTokens ?? 512, intraOpThreads });
   }
 

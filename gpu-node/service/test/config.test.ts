@@ -17,7 +17,7 @@ describe("parseNodeConfig", () => {
     ["MAX_BATCH", "0", /MAX_BATCH must be an integer between 1/],
     ["KV_CACHE_TOKENS", "-5", /KV_CACHE_TOKENS/],
     ["KV_BLOCK_SIZE", "2.5", /KV_BLOCK_SIZE/],
-    ["ORT_EP", "tpu", /ORT_EP must be 'cpu' or 'cuda'/],
+    ["ORT_EP", "tpu", /ORT_EP must be one of 'cpu', 'cuda', 'webgpu'/],
     ["REDIS_URL", "http://x", /REDIS_URL must be a redis/],
     ["REDIS_PREFIX", "a b", /REDIS_PREFIX/],
     ["METRICS_PORT", "70000", /METRICS_PORT/],
@@ -25,6 +25,12 @@ describe("parseNodeConfig", () => {
   ])("rejects %s=%s naming the variable", (name, value, message) => {
     expect(() => parseNodeConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => parseNodeConfig({ [name]: value })).toThrow(message);
+  });
+
+  it("ORT_EP=webgpu takes KV blocks of 32 by default and refuses blocks under 32 or not a power of two", () => {
+    expect(parseNodeConfig({ ORT_EP: "webgpu" })).toMatchObject({ ep: "webgpu", kvBlockSize: 32 });
+    expect(parseNodeConfig({ ORT_EP: "webgpu", KV_BLOCK_SIZE: "64" }).kvBlockSize).toBe(64);
+    for (const size of ["16", "48"]) expect(() => parseNodeConfig({ ORT_EP: "webgpu", KV_BLOCK_SIZE: size })).toThrow(/KV_BLOCK_SIZE must be a power of two ≥ 32 with ORT_EP=webgpu/);
   });
 
   it("rejects a KV cache smaller than one block", () => {
