@@ -11,11 +11,18 @@ import type { Phi3Config } from "./phi3-config.ts";
 import type { WeightSource } from "./weights.ts";
 import { OnnxGraph, type DataTypeCode } from "./graph/onnx-graph.ts";
 import { LAYOUT_VERSION, buildPhi3DecoderGraph, weightBytes, type InitializerSink, type ModelDtype } from "./graph/phi3-decoder-graph.ts";
-import { MODEL_CONFIG_FILE, MODEL_DATA_FILE, MODEL_ONNX_FILE, validateArchitecture, type ModelConfigFile } from "./model-files.ts";
+import { DEVICE_DTYPES, buildDeviceDecoderGraph, deviceWeightBytes, type DeviceDtype } from "./graph/device-decoder-graph.ts";
+import { MODEL_CONFIG_FILE, MODEL_DATA_FILE, MODEL_ONNX_FILE, validateArchitecture, type ModelConfigFile, type ModelLayout } from "./model-files.ts";
+
+function isDeviceDtype(d: ModelDtype): d is DeviceDtype {
+  return (DEVICE_DTYPES as readonly string[]).includes(d);
+}
 
 export interface WriteModelOptions {
   outDir: string;
   dtype: ModelDtype;
+  /** Which graph to write (model-files.ts); default "host". The device layout takes fp16 or int4. */
+  layout?: ModelLayout;
   /** Weights larger than this (bytes, in the target dtype) go to model.onnx.data. Default 512 MiB (protobuf's hard limit is 2 GiB). */
   inlineLimitBytes?: number;
 }
@@ -28,12 +35,16 @@ const DATA_ALIGNMENT = 4096;
 
 export async function writeModel(config: Phi3Config, weights: WeightSource, options: WriteModelOptions): Promise<void> {
   validateArchitecture(config);
+  const layout = options.layout ?? "host";
+  const dtype = options.dtype;
+  if (layout === "device" && !isDeviceDtype(dtype)) throw new Error(`the device layout computes in fp16: --dtype must be one of ${DEVICE_DTYPES.join(", ")}, got ${dtype}`);
   const outDir = path.resolve(options.outDir);
   const tmpDir = `${outDir}.partial-${process.pid}-${Date.now()}`;
   await mkdir(tmpDir, { recursive: true });
   let dataFile: FileHandle | undefined;
   try {
-    const external = weightBytes(config, options.dtype) > (options.inlineLimitBytes ?? DEFAULT_INLINE_LIMIT);
+    const bytes = layout === "device" && isDeviceDtype(dtype) ? deviceWeightBytes(config, dtype) : weightBytes(config, dtype);
+    const external = bytes > (options.inlineLimitBytes ?? DEFAULT_INLINE_LIMIT);
     const g = new OnnxGraph();
     let offset = 0;
     if (external) dataFile = await open(path.join(tmpDir, MODEL_DATA_FILE), "w");
@@ -49,17 +60,19 @@ export async function writeModel(config: Phi3Config, weights: WeightSource, opti
         offset += bytes.byteLength;
       },
     };
-    await buildPhi3DecoderGraph(g, config, options.dtype, weights, sink);
+    if (layout === "device" && isDeviceDtype(dtype)) await buildDeviceDecoderGraph(g, config, dtype, weights, sink);
+    else await buildPhi3DecoderGraph(g, config, dtype, weights, sink);
     if (dataFile) {
       await dataFile.close();
       dataFile = undefined;
     }
-    await writeFile(path.join(tmpDir, MODEL_ONNX_FILE), g.encode("phi3_decoder_paged_kv", `phi3 decoder, layout v${LAYOUT_VERSION}, ${options.dtype}`));
+    await writeFile(path.join(tmpDir, MODEL_ONNX_FILE), g.encode("phi3_decoder_paged_kv", `phi3 decoder, layout v${LAYOUT_VERSION} ${layout}, ${dtype}`));
     const fileConfig: ModelConfigFile = {
       layoutVersion: LAYOUT_VERSION,
+      layout,
       architecture: "Phi3ForCausalLM",
-      dtype: options.dtype,
-      kvDtype: "fp32",
+      dtype,
+      kvDtype: layout === "device" ? "fp16" : "fp32",
       externalData: external,
       ...config,
     };
