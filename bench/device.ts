@@ -28,7 +28,8 @@ import { PHI4_CONFIG, type Phi3Config } from "../gpu-node/model/phi3-config.ts";
 import { writeModel } from "../gpu-node/model/write-model.ts";
 import { GPUS, decodeFloor, extrapolateToLayers, prefillFloor, type Floor, type GpuId, type WeightDtype } from "./device/hbm-floor.ts";
 import { PooledRandomWeights } from "./device/pooled-random-weights.ts";
-import { loadGraphDriver, type DeviceStepper, type StepRow } from "./device/graph-driver.ts";
+import { DeviceRunner } from "../gpu-node/runner/device-runner.ts";
+import type { BatchRow } from "../gpu-node/runner/step-runner.ts";
 
 export const RESULT_FILE = "bench-device.json";
 const TARGET_LAYERS = PHI4_CONFIG.numLayers;
@@ -56,7 +57,16 @@ export interface RunFigures {
   loadSec: number;
   fileBytes: number;
   prefill: { tokens: number; ms: number; floor: Floor }[];
-  decode: { batch: number; context: number; ms: number; hostBytesPerStep: number; floor: Floor }[];
+  decode: {
+    batch: number;
+    context: number;
+    ms: number;
+    /** Median time inside session.run; the rest is building inputs and reading the ranked rows. */
+    sessionRunMs: number;
+    bytesToDevicePerStep: number;
+    bytesFromDevicePerStep: number;
+    floor: Floor;
+  }[];
 }
 
 export interface Extrapolated {
@@ -114,17 +124,29 @@ function tokens(n: number, vocab: number, salt: number): number[] {
   return Array.from({ length: n }, (_, i) => (i * 7919 + salt * 104729 + 13) % vocab);
 }
 
-async function timeSteps(stepper: DeviceStepper, rows: StepRow[], warmup: number, steps: number, advance: boolean): Promise<{ ms: number; bytes: number }> {
+interface Timed {
+  ms: number;
+  sessionRunMs: number;
+  bytesToDevice: number;
+  bytesFromDevice: number;
+}
+
+/** Median wall time of `steps` forward passes after `warmup` (first runs of a shape compile its shaders). */
+async function timeSteps(runner: DeviceRunner, rows: BatchRow[], warmup: number, steps: number, advance: boolean): Promise<Timed> {
   const base = rows.map((r) => r.pastLen);
   const times: number[] = [];
-  let bytes = 0;
+  const inRun: number[] = [];
   for (let s = 0; s < warmup + steps; s++) {
     if (advance) for (let r = 0; r < rows.length; r++) rows[r].pastLen = base[r] + s; // each step appends one token
     const t0 = performance.now();
-    bytes = await stepper.step(rows);
-    if (s >= warmup) times.push(performance.now() - t0);
+    await runner.forward(rows);
+    const ms = performance.now() - t0;
+    if (s < warmup) continue;
+    times.push(ms);
+    inRun.push(runner.lastStepStats.sessionRunMs);
   }
-  return { ms: median(times), bytes };
+  const st = runner.lastStepStats;
+  return { ms: median(times), sessionRunMs: median(inRun), bytesToDevice: st.bytesToDevice, bytesFromDevice: st.bytesFromDevice };
 }
 
 async function dirBytes(dir: string): Promise<number> {
@@ -145,14 +167,14 @@ async function benchOneModel(o: BenchOptions, dtype: WeightDtype, layers: number
   const rowBlocks = (context: number) => Math.ceil((context + o.warmup + o.steps + 1) / bs);
   const numBlocks = Math.max(...o.batches.flatMap((b) => o.contexts.map((c) => b * rowBlocks(c))), ...o.prefill.map((t) => Math.ceil(t / bs)));
   const t1 = performance.now();
-  const stepper = await loadGraphDriver(dir, numBlocks, bs);
+  const runner = await DeviceRunner.load({ modelDir: dir, numBlocks, blockSize: bs });
   const loadSec = (performance.now() - t1) / 1000;
   log(`${dtype} × ${layers} layers: built in ${buildSec.toFixed(1)} s (${(fileBytes / 2 ** 30).toFixed(2)} GiB), loaded in ${loadSec.toFixed(1)} s, ${numBlocks} KV blocks of ${bs}`);
   try {
     const prefill: RunFigures["prefill"] = [];
     for (const T of o.prefill) {
-      const row: StepRow = { tokens: tokens(T, config.vocabSize, 0), pastLen: 0, blockTable: Array.from({ length: Math.ceil(T / bs) }, (_, i) => i) };
-      const { ms } = await timeSteps(stepper, [row], o.warmup, o.steps, false);
+      const row: BatchRow = { tokens: tokens(T, config.vocabSize, 0), pastLen: 0, blockTable: Array.from({ length: Math.ceil(T / bs) }, (_, i) => i) };
+      const { ms } = await timeSteps(runner, [row], o.warmup, o.steps, false);
       prefill.push({ tokens: T, ms, floor: prefillFloor(config, dtype, T) });
       log(`  prefill ${T}: ${ms.toFixed(2)} ms`);
     }
@@ -160,19 +182,27 @@ async function benchOneModel(o: BenchOptions, dtype: WeightDtype, layers: number
     for (const context of o.contexts) {
       for (const batch of o.batches) {
         const per = rowBlocks(context);
-        const rows: StepRow[] = Array.from({ length: batch }, (_, r) => ({
+        const rows: BatchRow[] = Array.from({ length: batch }, (_, r) => ({
           tokens: tokens(1, config.vocabSize, r + 1),
           pastLen: context,
           blockTable: Array.from({ length: per }, (_, i) => r * per + i),
         }));
-        const { ms, bytes } = await timeSteps(stepper, rows, o.warmup, o.steps, true);
-        decode.push({ batch, context, ms, hostBytesPerStep: bytes, floor: decodeFloor(config, dtype, batch, context) });
-        log(`  decode batch ${batch} context ${context}: ${ms.toFixed(2)} ms/step`);
+        const t = await timeSteps(runner, rows, o.warmup, o.steps, true);
+        decode.push({
+          batch,
+          context,
+          ms: t.ms,
+          sessionRunMs: t.sessionRunMs,
+          bytesToDevicePerStep: t.bytesToDevice,
+          bytesFromDevicePerStep: t.bytesFromDevice,
+          floor: decodeFloor(config, dtype, batch, context),
+        });
+        log(`  decode batch ${batch} context ${context}: ${t.ms.toFixed(2)} ms/step (${t.sessionRunMs.toFixed(2)} in session.run), ${t.bytesToDevice} B up, ${t.bytesFromDevice} B down`);
       }
     }
     return { dtype, layers, buildSec, loadSec, fileBytes, prefill, decode };
   } finally {
-    await stepper.release();
+    await runner.release();
     await rm(dir, { recursive: true, force: true });
   }
 }
@@ -328,6 +358,7 @@ export function parseBenchArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     out: path.resolve(values.out ?? env.BENCH_OUT_DIR ?? ".bench-out/device"),
     work: values.work ? path.resolve(values.work) : "",
   };
+  if (o.blockSize < 16 || (o.blockSize & (o.blockSize - 1)) !== 0) throw new Error(`--block-size must be a power of two >= 16 (WebGPU PagedAttention), got ${o.blockSize}`);
   const context = shapeConfig(shape, 1).contextLength;
   const longest = Math.max(...contexts) + o.warmup + o.steps + 1;
   if (longest > context) throw new Error(`--contexts: ${Math.max(...contexts)} plus ${o.warmup + o.steps + 1} decode steps exceeds the model's context of ${context}`);

@@ -22,7 +22,7 @@ import type { Phi3Config } from "../model/phi3-config.ts";
 import { ModelFilesError, readModelFiles } from "../model/model-files.ts";
 import { DataType, OnnxGraph } from "../model/graph/onnx-graph.ts";
 import { DEVICE_TOP_K, buildKvPoolGraph, deviceIo, type DeviceDtype } from "../model/graph/device-decoder-graph.ts";
-import type { BatchRow } from "./model-runner.ts";
+import type { BatchRow } from "./step-runner.ts";
 
 export interface DeviceRunnerOptions {
   modelDir: string;
