@@ -11,7 +11,9 @@
  * layer, intercept = embedding, lm_head and per-run overhead). Each figure is printed beside its floor:
  * the bytes the step must move through HBM (weights once, the batch's KV) at 3.35 TB/s (H100) and
  * 4.8 TB/s (H200), and for prefill also the matrix work at the dense fp16 rate (bench/device/hbm-floor.ts).
- * The result goes to DIR/bench-device.json (DIR: --out, else $BENCH_OUT_DIR, else .bench-out/device).
+ * The result goes to DIR/bench-device.json, rewritten after each model so an interrupted run keeps what it
+ * measured, and the printed lines to DIR/bench-device.log (DIR: --out, else $BENCH_OUT_DIR, else
+ * .bench-out/device).
  *
  * `--tiny` runs the same bench on a tiny shape (hidden 64, 4/2 heads of 16, intermediate 128, vocab 4096;
  * 1 and 3 layers; contexts and prompts of 64 and 256; 2 timed steps): what this repository's test runs on
@@ -19,6 +21,7 @@
  * On a machine without Node.js: `npm run bench:device:bundle` here, then bench/device/launch.sh there.
  */
 import { spawnSync } from "node:child_process";
+import { createWriteStream, rmSync, type WriteStream } from "node:fs";
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -32,6 +35,8 @@ import { DeviceRunner } from "../gpu-node/runner/device-runner.ts";
 import type { BatchRow } from "../gpu-node/runner/step-runner.ts";
 
 export const RESULT_FILE = "bench-device.json";
+/** What the bench prints, also kept beside the JSON (a device call returns only the tail of the output). */
+const LOG_FILE = "bench-device.log";
 const TARGET_LAYERS = PHI4_CONFIG.numLayers;
 
 export interface BenchOptions {
@@ -83,6 +88,8 @@ export interface Extrapolated {
 export interface BenchResult {
   bench: "device";
   schema: 1;
+  /** False while (or if the run ended before) every dtype × layer count was measured. */
+  complete: boolean;
   date: string;
   node: string;
   onnxruntime: string;
@@ -268,16 +275,21 @@ function printTables(r: BenchResult, log: (line: string) => void): void {
   }
 }
 
+/**
+ * Runs every dtype × layer count, rewriting the JSON after each model: a GPU machine's lease or a call's
+ * time limit can end the run, and the models finished by then still come back (`complete: false`).
+ */
 export async function runDeviceBench(o: BenchOptions, log: (line: string) => void): Promise<BenchResult> {
   await mkdir(o.work, { recursive: true });
-  const runs: RunFigures[] = [];
-  for (const dtype of o.dtypes) for (const layers of o.layers) runs.push(await benchOneModel(o, dtype, layers, log));
+  await mkdir(o.out, { recursive: true });
   const detected = detectGpu();
   const gpu = o.gpu ? { id: o.gpu, name: detected.name ?? GPUS[o.gpu].name } : detected;
   const { numLayers: _l, eosTokenIds: _e, padTokenId: _p, ...shape } = shapeConfig(o.shape, TARGET_LAYERS);
+  const runs: RunFigures[] = [];
   const result: BenchResult = {
     bench: "device",
     schema: 1,
+    complete: false,
     date: new Date().toISOString(),
     node: process.version,
     onnxruntime: ort.env.versions.common,
@@ -292,12 +304,19 @@ export async function runDeviceBench(o: BenchOptions, log: (line: string) => voi
     warmup: o.warmup,
     gpus: GPUS,
     runs,
-    results: summarize(o, runs),
+    results: [],
   };
+  const file = path.join(o.out, RESULT_FILE);
+  for (const dtype of o.dtypes) {
+    for (const layers of o.layers) {
+      runs.push(await benchOneModel(o, dtype, layers, log));
+      result.results = summarize({ ...o, dtypes: o.dtypes.filter((d) => o.layers.every((l) => runs.some((r) => r.dtype === d && r.layers === l))) }, runs);
+      result.complete = runs.length === o.dtypes.length * o.layers.length;
+      await writeFile(file, JSON.stringify(result, null, 2) + "\n");
+    }
+  }
   printTables(result, log);
-  await mkdir(o.out, { recursive: true });
-  await writeFile(path.join(o.out, RESULT_FILE), JSON.stringify(result, null, 2) + "\n");
-  log(`\nwrote ${path.join(o.out, RESULT_FILE)}`);
+  log(`\nwrote ${file}`);
   return result;
 }
 
@@ -374,10 +393,24 @@ async function main(): Promise<void> {
     process.stderr.write(`bench:device: ${(err as Error).message}\n`);
     process.exit(2);
   }
+  let logFile: WriteStream | undefined;
   const tmp = o.work ? undefined : await mkdtemp(path.join(os.tmpdir(), "bench-device-"));
+  // Phi-4-sized model files are gigabytes: an interrupted run must not leave them in the temp dir.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      if (tmp) rmSync(tmp, { recursive: true, force: true });
+      process.exit(signal === "SIGINT" ? 130 : 143);
+    });
+  }
   try {
-    await runDeviceBench({ ...o, work: o.work || tmp! }, (line) => console.log(line));
+    await mkdir(o.out, { recursive: true });
+    logFile = createWriteStream(path.join(o.out, LOG_FILE));
+    await runDeviceBench({ ...o, work: o.work || tmp! }, (line) => {
+      console.log(line);
+      logFile?.write(line + "\n");
+    });
   } finally {
+    logFile?.end();
     if (tmp) await rm(tmp, { recursive: true, force: true });
   }
 }

@@ -51,6 +51,7 @@ interface Extrapolated {
 interface Result {
   bench: string;
   schema: number;
+  complete: boolean;
   executionProvider: string;
   shape: { name: string; hiddenSize: number; vocabSize: number; numHeads: number; numKvHeads: number };
   layerCounts: number[];
@@ -75,12 +76,14 @@ interface Result {
 let dir: string;
 let result: Result;
 let stdout: string;
+let log: string;
 
 beforeAll(async () => {
   await ensureVulkanDevice();
   dir = await mkdtemp(path.join(os.tmpdir(), "device-bench-test-"));
   ({ stdout } = await run(tsx, ["bench/device.ts", "--tiny", "--out", path.join(dir, "out"), "--work", path.join(dir, "models")], { timeout: 600_000 }));
   result = JSON.parse(await readFile(path.join(dir, "out", "bench-device.json"), "utf8"));
+  log = await readFile(path.join(dir, "out", "bench-device.log"), "utf8");
 }, 660_000);
 
 afterAll(async () => {
@@ -89,7 +92,7 @@ afterAll(async () => {
 
 describe("bench:device --tiny", () => {
   it("measures every dtype × layer count × batch × context on the WebGPU provider", () => {
-    expect(result).toMatchObject({ bench: "device", schema: 1, executionProvider: "webgpu", layerCounts: [1, 3], extrapolatedTo: L });
+    expect(result).toMatchObject({ bench: "device", schema: 1, complete: true, executionProvider: "webgpu", layerCounts: [1, 3], extrapolatedTo: L });
     expect(result.shape).toMatchObject({ name: "tiny", hiddenSize: D, vocabSize: V, numHeads: 4, numKvHeads: 2 });
     expect(result.runs.map((r) => `${r.dtype}×${r.layers}`)).toEqual(["fp16×1", "fp16×3", "int4×1", "int4×3"]);
     for (const r of result.runs) {
@@ -105,6 +108,7 @@ describe("bench:device --tiny", () => {
     }
     expect(stdout).toContain("fp16, 40 layers");
     expect(stdout).toContain("int4, 40 layers");
+    expect(log).toBe(stdout);
   });
 
   it("brings back only each row's ranked head per decode step, and sends only small inputs", () => {
