@@ -3,7 +3,7 @@
  *
  * Packs everything `bench:device` needs on a GPU machine that has no Node.js and reaches no registry,
  * into DIR (default `.bench-out/device-bundle/`, ignored by git), for `bench/device/launch.sh` to unpack:
- *   node.xz          this machine's Node binary, xz -9 (≈ 99 MB → ≈ 25 MB); reused while the binary is unchanged
+ *   node.xz          this machine's Node binary, xz -9 (94 MiB → 23 MiB); reused while the binary is unchanged
  *   runtime.tar.xz   bench-device.mjs (the bench and the project code it imports, one esbuild bundle),
  *                    onnxruntime-node's JS and its Linux x64 native files, onnxruntime-common, and
  *                    lib/libvulkan.so.1 (the Vulkan loader; the GPU's driver brings the ICD)
@@ -11,9 +11,8 @@
  * above that and prints both sizes.
  */
 import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { cp, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { cp, mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -51,15 +50,8 @@ function findVulkanLoader(): string {
     // no ldconfig on PATH: fall through to the usual places
   }
   const fromCache = listing.split("\n").find((l) => /libvulkan\.so\.1 \(.*x86-64/.test(l))?.split("=> ")[1]?.trim();
-  const candidates = [fromCache, "/usr/lib/x86_64-linux-gnu/libvulkan.so.1", "/lib/x86_64-linux-gnu/libvulkan.so.1"].filter((p): p is string => !!p);
-  for (const p of candidates) {
-    try {
-      execFileSync("test", ["-f", p]);
-      return p;
-    } catch {
-      // next
-    }
-  }
+  const found = [fromCache, "/usr/lib/x86_64-linux-gnu/libvulkan.so.1", "/lib/x86_64-linux-gnu/libvulkan.so.1"].find((p) => p && existsSync(p));
+  if (found) return found;
   fail("libvulkan.so.1 (x86-64) not found: install the Vulkan loader (apt-get install libvulkan1)");
 }
 
@@ -72,7 +64,9 @@ async function compressNode(outFile: string): Promise<void> {
   const old = await readFile(stampFile, "utf8").catch(() => "");
   if (old === stamp && (await stat(outFile).then((s) => s.size > 0, () => false))) return;
   process.stderr.write(`compressing ${nodeBin} (${process.version}) with xz -9 …\n`);
-  execFileSync("sh", ["-c", 'xz -9 -T2 -c "$0" > "$1"', nodeBin, outFile], { stdio: ["ignore", "ignore", "inherit"] });
+  await rm(stampFile, { force: true });
+  // Into a temp name first: an interrupted xz must not leave a truncated node.xz that looks current.
+  execFileSync("sh", ["-c", 'xz -9 -T2 -c "$0" > "$1.partial" && mv "$1.partial" "$1"', nodeBin, outFile], { stdio: ["ignore", "ignore", "inherit"] });
   await writeFile(stampFile, stamp);
 }
 
@@ -122,15 +116,14 @@ async function buildDeviceBundle(dir: string): Promise<{ bundleBytes: number; fi
   await rm(stage, { recursive: true, force: true });
   await compressNode(path.join(dir, "node.xz"));
 
+  // Everything in the folder travels when it is carried, so everything counts.
   const files: Record<string, number> = {};
   let bundleBytes = 0;
-  for (const name of ["node.xz", "node.xz.source", "runtime.tar.xz"]) {
+  for (const name of await readdir(dir)) {
     const size = (await stat(path.join(dir, name))).size;
     files[name] = size;
     bundleBytes += size;
   }
-  const digest = createHash("sha256").update(await readFile(runtime)).digest("hex").slice(0, 16);
-  await writeFile(path.join(dir, "MANIFEST"), `node ${process.version}\nruntime.tar.xz sha256:${digest}\n`);
   return { bundleBytes, files };
 }
 
@@ -141,6 +134,7 @@ async function main(): Promise<void> {
   } catch (err) {
     fail((err as Error).message);
   }
+  if (process.platform !== "linux" || process.arch !== "x64") fail(`the GPU machine is x86-64 Linux: build the bundle on one (this is ${process.platform} ${process.arch})`);
   for (const tool of ["xz", "tar"]) {
     try {
       execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
