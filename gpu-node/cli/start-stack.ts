@@ -6,8 +6,9 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { failUsage } from "./cli-error.ts";
@@ -20,7 +21,9 @@ const redisUrl = new URL(env.REDIS_URL ?? "redis://127.0.0.1:6379");
 const workerPort = intEnv("WORKER_PORT", 8787);
 const gpuNodes = intEnv("GPU_NODES", 1);
 const metricsBase = intEnv("METRICS_PORT", 9464);
-const modelDir = path.resolve(env.MODEL_DIR ?? path.join(root, "models", "tiny"));
+// ORT_EP=webgpu serves the device layout: its tiny model lives apart from the host layout's.
+const deviceLayout = env.ORT_EP === "webgpu";
+const modelDir = path.resolve(env.MODEL_DIR ?? path.join(root, "models", deviceLayout ? "tiny-device" : "tiny"));
 const devKey = env.DEV_API_KEY || `sk-dev-${randomBytes(18).toString("base64url")}`;
 const prefix = env.REDIS_PREFIX ?? "phi4";
 
@@ -104,6 +107,18 @@ async function stop(code: number): Promise<void> {
 process.on("SIGINT", () => void stop(0));
 process.on("SIGTERM", () => void stop(0));
 
+/**
+ * The Worker's local-development vars, in a file only this user can read: the dev key and the Redis URL
+ * stay off command lines (visible to every user in `ps`). Removed when the stack stops.
+ */
+function workerEnvFile(): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "phi4-worker-env-"));
+  const file = path.join(dir, "worker.env");
+  writeFileSync(file, `LOCAL_DEVELOPMENT=true\nDEV_API_KEY=${devKey}\nREDIS_URL=${redisUrl.href}\nREDIS_PREFIX=${prefix}\n`, { mode: 0o600 });
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  return file;
+}
+
 async function main(): Promise<void> {
   const redisHost = redisUrl.hostname || "127.0.0.1";
   const redisPort = Number(redisUrl.port || 6379);
@@ -121,7 +136,7 @@ async function main(): Promise<void> {
 
   if (!existsSync(path.join(modelDir, "model-config.json"))) {
     log(`building the tiny model into ${modelDir}`);
-    const build = spawn(bin("tsx"), ["gpu-node/model/cli/tiny-model.ts", "--out", modelDir], { cwd: root, stdio: ["ignore", "inherit", "inherit"] });
+    const build = spawn(bin("tsx"), ["gpu-node/model/cli/tiny-model.ts", "--out", modelDir, ...(deviceLayout ? ["--layout", "device"] : [])], { cwd: root, stdio: ["ignore", "inherit", "inherit"] });
     const code = await new Promise<number | null>((resolve) => build.once("exit", resolve));
     if (code !== 0) failUsage(`building the tiny model failed (exit ${code})`);
   }
@@ -135,7 +150,7 @@ async function main(): Promise<void> {
   }
   start("wrangler dev", bin("wrangler"), [
     "dev", "--ip", "127.0.0.1", "--port", String(workerPort), "--show-interactive-dev-session=false",
-    "--var", `DEV_API_KEY:${devKey}`, "--var", `REDIS_URL:${redisUrl.href}`, "--var", `REDIS_PREFIX:${prefix}`,
+    "--env-file", workerEnvFile(),
   ], { WRANGLER_SEND_METRICS: "false", NO_UPDATE_NOTIFIER: "1" });
 
   for (let i = 0; i < gpuNodes; i++) await waitFor(`gpu-node-${i}`, () => httpOk(`http://127.0.0.1:${metricsBase + i}/ready`), 120_000);
@@ -144,6 +159,7 @@ async function main(): Promise<void> {
   process.stdout.write(
     `phi4-serve is up (${gpuNodes} GPU node${gpuNodes === 1 ? "" : "s"}, model ${modelDir})\n` +
       `  base URL: http://127.0.0.1:${workerPort}/v1\n` +
+      `  playground: http://127.0.0.1:${workerPort}/\n` +
       `  API key:  ${devKey}\n` +
       gpuChildren.map((c, i) => `  gpu-node-${i}: pid ${c.pid}, metrics http://127.0.0.1:${metricsBase + i}/metrics\n`).join("") +
       `Try: curl http://127.0.0.1:${workerPort}/v1/chat/completions -H "Authorization: Bearer ${devKey}" ` +

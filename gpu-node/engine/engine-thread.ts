@@ -5,7 +5,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { setImmediate as nextTurn } from "node:timers/promises";
-import { ModelRunner } from "../runner/model-runner.ts";
+import { loadRunner } from "../runner/load-runner.ts";
 import { phi4Tokenizer } from "../tokenizer/phi4-tokenizer.ts";
 import { LlmEngine } from "./llm-engine.ts";
 import type { StreamEvent } from "../../shared/protocol.ts";
@@ -26,9 +26,9 @@ function flush(): void {
 }
 
 async function main(): Promise<void> {
-  const runner = await ModelRunner.load({
+  const runner = await loadRunner({
     modelDir: options.modelDir,
-    ep: options.ep,
+    ep: options.ep ?? "cpu",
     intraOpThreads: options.intraOpThreads,
     numBlocks: options.numBlocks,
     blockSize: options.blockSize,

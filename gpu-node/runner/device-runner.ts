@@ -22,7 +22,7 @@ import type { Phi3Config } from "../model/phi3-config.ts";
 import { ModelFilesError, readModelFiles } from "../model/model-files.ts";
 import { DataType, OnnxGraph } from "../model/graph/onnx-graph.ts";
 import { DEVICE_TOP_K, buildKvPoolGraph, deviceIo, type DeviceDtype } from "../model/graph/device-decoder-graph.ts";
-import type { BatchRow } from "./step-runner.ts";
+import { LogitsNeed, type BatchRow, type RunnerOutput, type StepRunner, type StepStats } from "./step-runner.ts";
 
 export interface DeviceRunnerOptions {
   modelDir: string;
@@ -40,21 +40,27 @@ export interface RankedRows {
   logSumExp: Float64Array;
 }
 
-export interface DeviceStepStats {
-  totalMs: number;
-  sessionRunMs: number;
-  runs: number;
+export interface DeviceStepStats extends StepStats {
   /** Bytes fed from the host to the run(s) of the last step (token ids, lengths, block tables, bounds). */
   bytesToDevice: number;
-  /** Bytes copied back to the host for the last step (ranked rows, plus any whole rows fetched). */
+  /** Bytes copied back to the host for the last step (ranked rows, plus any whole rows fetched); = outputBytes. */
   bytesFromDevice: number;
 }
 
 /** onnxruntime-node cannot hand over one tensor of 2 GiB or more; a pool is one tensor per layer and K/V. */
 const MAX_POOL_BYTES = 2 ** 31 - 1;
 
-export class DeviceRunner {
-  readonly lastStepStats: DeviceStepStats = { totalMs: 0, sessionRunMs: 0, runs: 0, bytesToDevice: 0, bytesFromDevice: 0 };
+export class DeviceRunner implements StepRunner {
+  readonly lastStepStats: DeviceStepStats = { totalMs: 0, sessionRunMs: 0, outputBytes: 0, runs: 0, bytesToDevice: 0, bytesFromDevice: 0 };
+  /**
+   * The host's view of the last step's rows for the sampler, [rows × vocab]: -Infinity except the ranked
+   * candidates' values (Candidates rows) or the whole row fetched from the device (FullRow rows). The
+   * sampler reads candidate logits from the row, so they are scattered into it; nothing more crosses over.
+   */
+  private hostRows = new Float32Array(0);
+  /** Per host row: what the last step wrote there (0 nothing, 1 candidates, 2 whole row), to clear it cheaply. */
+  private hostRowKind = new Uint8Array(0);
+  private hostRowIds = new Int32Array(0);
   readonly kvBytesPerBlock: number;
   private readonly poolFeeds: Record<string, ort.Tensor>;
   /** The last step's whole logits rows, still on the device (released at the next step). */
@@ -121,6 +127,44 @@ export class DeviceRunner {
   }
 
   /**
+   * The step loop's entry (StepRunner): one forward pass, then the rows the sampler asked whole
+   * (BatchRow.needs FullRow, or unset) fetched from the device. Candidates cover every row.
+   */
+  async run(rows: BatchRow[]): Promise<RunnerOutput> {
+    const started = performance.now();
+    const ranked = await this.forward(rows);
+    const V = this.config.vocabSize;
+    const k = ranked.k;
+    this.ensureHostRows(rows.length);
+    const full: number[] = [];
+    for (let r = 0; r < rows.length; r++) {
+      const need = rows[r].needs ?? LogitsNeed.FullRow;
+      this.clearHostRow(r);
+      // The sampler will not rank from candidates holding a ±0 or NaN (TopK's order of -0/+0 is not its
+      // own) and then scans the row: such a row comes back whole.
+      if (need === LogitsNeed.FullRow || (need === LogitsNeed.Candidates && hasZeroOrNaN(ranked.values, r * k, k))) full.push(r);
+      else if (need === LogitsNeed.Candidates) {
+        const base = r * V;
+        for (let i = 0; i < k; i++) {
+          const id = ranked.ids[r * k + i];
+          this.hostRows[base + id] = ranked.values[r * k + i];
+          this.hostRowIds[r * k + i] = id;
+        }
+        this.hostRowKind[r] = 1;
+      }
+    }
+    if (full.length > 0) {
+      const fetched = await this.fullLogits(full);
+      for (let i = 0; i < full.length; i++) {
+        this.hostRows.set(fetched.subarray(i * V, (i + 1) * V), full[i] * V);
+        this.hostRowKind[full[i]] = 2;
+      }
+    }
+    this.lastStepStats.totalMs = performance.now() - started;
+    return { logits: this.hostRows.subarray(0, rows.length * V), candidates: ranked };
+  }
+
+  /**
    * One step over a ragged batch (decode rows, prefill chunks, any mix) in one run: returns each row's
    * ranked candidates at its last new token. The rows' whole logits stay on the device until the next
    * call; `fullLogits` fetches the ones needed.
@@ -184,6 +228,7 @@ export class DeviceRunner {
     const lse32 = out[deviceIo.logSumExp].data as Float32Array;
     stats.bytesToDevice = inputIds.byteLength + cumulative.byteLength + pastLens.byteLength + blockTable.byteLength + sampleIndex.byteLength + metadata.byteLength;
     stats.bytesFromDevice = values.byteLength + ids.byteLength + lse32.byteLength;
+    stats.outputBytes = stats.bytesFromDevice;
     stats.totalMs = performance.now() - started;
     return { k: Math.min(DEVICE_TOP_K, this.config.vocabSize), values, ids, logSumExp: Float64Array.from(lse32) };
   }
@@ -202,6 +247,7 @@ export class DeviceRunner {
     const data = out.y.data as Float32Array;
     this.lastStepStats.bytesToDevice += index.byteLength;
     this.lastStepStats.bytesFromDevice += data.byteLength;
+    this.lastStepStats.outputBytes = this.lastStepStats.bytesFromDevice;
     this.lastStepStats.runs++;
     return data;
   }
@@ -233,6 +279,32 @@ export class DeviceRunner {
     await this.blockRead.release();
   }
 
+  private ensureHostRows(rows: number): void {
+    const V = this.config.vocabSize;
+    if (this.hostRowKind.length >= rows) return;
+    const n = Math.max(rows, 2 * this.hostRowKind.length);
+    const grown = new Float32Array(n * V).fill(-Infinity);
+    grown.set(this.hostRows);
+    const kinds = new Uint8Array(n);
+    kinds.set(this.hostRowKind);
+    const ids = new Int32Array(n * DEVICE_TOP_K);
+    ids.set(this.hostRowIds);
+    this.hostRows = grown;
+    this.hostRowKind = kinds;
+    this.hostRowIds = ids;
+  }
+
+  private clearHostRow(r: number): void {
+    const V = this.config.vocabSize;
+    const kind = this.hostRowKind[r];
+    if (kind === 2) this.hostRows.fill(-Infinity, r * V, (r + 1) * V);
+    else if (kind === 1) {
+      const k = Math.min(DEVICE_TOP_K, V);
+      for (let i = 0; i < k; i++) this.hostRows[r * V + this.hostRowIds[r * k + i]] = -Infinity;
+    }
+    this.hostRowKind[r] = 0;
+  }
+
   private isBlock(b: number): boolean {
     return Number.isInteger(b) && b >= 0 && b < this.numBlocks;
   }
@@ -251,6 +323,11 @@ export class DeviceRunner {
       if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) throw new Error(`row ${r}: token ${t} outside the vocabulary 0..${this.config.vocabSize - 1}`);
     }
   }
+}
+
+function hasZeroOrNaN(values: Float32Array, start: number, count: number): boolean {
+  for (let i = start; i < start + count; i++) if (values[i] === 0 || values[i] !== values[i]) return true;
+  return false;
 }
 
 /** y = Gather(x, index, axis 0) on the device: downloads only the rows/blocks asked for. */

@@ -6,18 +6,22 @@
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { EXECUTION_PROVIDERS, type ExecutionProvider } from "../runner/load-runner.ts";
 import { SERVED_MODEL_ID } from "../../shared/limits.ts";
 import { DEFAULT_REDIS_PREFIX, STREAM_TTL_SECONDS } from "../../shared/redis-keys.ts";
 
 /** The tiny model's default home: `models/tiny` at the repository root (ignored by git, built on first start). */
 export const DEFAULT_MODEL_DIR = fileURLToPath(new URL("../../models/tiny", import.meta.url));
+/** The same tiny model in the device layout, served when ORT_EP=webgpu and MODEL_DIR is unset. */
+export const DEFAULT_DEVICE_MODEL_DIR = fileURLToPath(new URL("../../models/tiny-device", import.meta.url));
 
 export interface NodeConfig {
   redisUrl: string;
   redisPrefix: string;
   /** null: the tiny model under DEFAULT_MODEL_DIR, built if missing. */
   modelDir: string | null;
-  ep: "cpu" | "cuda";
+  /** cpu and cuda serve the host layout, webgpu the device layout (model-files.ts). */
+  ep: ExecutionProvider;
   /** The model id jobs must name (the Worker's SERVED_MODEL_ID). */
   servedModelId: string;
   maxBatch: number;
@@ -71,7 +75,7 @@ export function parseNodeConfig(env: Env = process.env): NodeConfig {
   const redisPrefix = env.REDIS_PREFIX || DEFAULT_REDIS_PREFIX;
   if (!/^[A-Za-z0-9_.-]+$/.test(redisPrefix)) throw new ConfigError(`REDIS_PREFIX may hold only letters, digits, '_', '.', '-', got ${JSON.stringify(redisPrefix)}`);
   const ep = env.ORT_EP || "cpu";
-  if (ep !== "cpu" && ep !== "cuda") throw new ConfigError(`ORT_EP must be 'cpu' or 'cuda', got ${JSON.stringify(ep)}`);
+  if (!(EXECUTION_PROVIDERS as readonly string[]).includes(ep)) throw new ConfigError(`ORT_EP must be one of ${EXECUTION_PROVIDERS.map((e) => `'${e}'`).join(", ")}, got ${JSON.stringify(ep)}`);
   const kvBlockSize = integer(env, "KV_BLOCK_SIZE", 16, 1, 1024);
   const kvCacheTokens = integer(env, "KV_CACHE_TOKENS", 65_536, 1);
   if (kvCacheTokens < kvBlockSize) throw new ConfigError(`KV_CACHE_TOKENS (${kvCacheTokens}) must hold at least one block of KV_BLOCK_SIZE (${kvBlockSize}) tokens`);
@@ -87,7 +91,7 @@ export function parseNodeConfig(env: Env = process.env): NodeConfig {
     redisUrl,
     redisPrefix,
     modelDir: env.MODEL_DIR ? path.resolve(env.MODEL_DIR) : null,
-    ep,
+    ep: ep as ExecutionProvider,
     servedModelId: env.SERVED_MODEL_ID || SERVED_MODEL_ID,
     maxBatch: integer(env, "MAX_BATCH", 32, 1, 4096),
     maxBatchTokens: integer(env, "MAX_BATCH_TOKENS", 512, 1),

@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   let built = false;
   try {
     config = parseNodeConfig(process.env);
-    ({ dir: modelDir, built } = await resolveModelDir(config.modelDir));
+    ({ dir: modelDir, built } = await resolveModelDir(config.modelDir, config.ep));
   } catch (err) {
     if (err instanceof ConfigError) die(err.message, 2);
     throw err;

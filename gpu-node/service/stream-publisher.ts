@@ -15,25 +15,40 @@
  * microtasks; the flush runs on the next macrotask (setImmediate), after all of them.
  */
 import type { Redis } from "ioredis";
+import { MAX_STREAM_ENTRIES } from "../../shared/limits.ts";
 import { encodeStreamEvent, type StreamEvent } from "../../shared/protocol.ts";
 
+/** What ends a stream that reached its length budget (the edge caps requests well below it). */
+const STREAM_BUDGET_ERROR = encodeStreamEvent({
+  type: "error", status: 500, errorType: "server_error", code: "stream_budget_exceeded", param: null,
+  message: "The completion's output passed its stream length budget and was stopped.",
+});
+
 /**
- * One call per step for every stream written in it. KEYS: lock, stream for each request. ARGV, for each
- * request in order: token, ttl seconds, expected length before this write, field count, then the fields
- * (4 per entry). Returns per request: entries added; -1 without the lock; -2 when the stream is not the
- * expected length (nothing is written for that request, the others are unaffected).
+ * One call per step for every stream written in it. KEYS: lock, stream for each request. ARGV: the
+ * stream length budget (entries), the finished TTL, the 4 fields of the budget's error event; then for
+ * each request in order: token, ttl seconds, expected length before this write, field count, then the
+ * fields (4 per entry). Returns per request: entries added; -1 without the lock; -2 when the stream is
+ * not the expected length (nothing is written for that request, the others are unaffected); -3 when
+ * these entries would pass the length budget (the stream ends with the budget's error event instead).
  */
 const APPEND_FENCED = `
 local results = {}
-local a = 1
+local budget = tonumber(ARGV[1])
+local a = 7
 for t = 1, #KEYS / 2 do
   local lock, stream = KEYS[2 * t - 1], KEYS[2 * t]
   local count = tonumber(ARGV[a + 3])
   local first = a + 4
+  local length = redis.call("XLEN", stream)
   if redis.call("GET", lock) ~= ARGV[a] then
     results[t] = -1
-  elseif redis.call("XLEN", stream) ~= tonumber(ARGV[a + 2]) then
+  elseif length ~= tonumber(ARGV[a + 2]) then
     results[t] = -2
+  elseif length + count / 4 > budget then
+    redis.call("XADD", stream, "*", ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+    redis.call("EXPIRE", stream, ARGV[2])
+    results[t] = -3
   else
     for i = first, first + count - 1, 4 do
       redis.call("XADD", stream, "*", ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
@@ -106,6 +121,8 @@ export class StreamPublisher {
     private readonly onLost: (id: string, reason: string) => void,
     /** Called after each step's call is answered: its wall time (send → reply), host-thread time, entries. */
     private readonly onFlushed: (wallMs: number, hostMs: number, entries: number) => void = () => {},
+    /** A stream's length budget: entries past it are refused and the stream ends with an error event. */
+    private readonly maxEntries: number = MAX_STREAM_ENTRIES,
   ) {
     if (!("appendFencedEvents" in redis)) redis.defineCommand("appendFencedEvents", { lua: APPEND_FENCED });
     this.redis = redis as FencedRedis;
@@ -165,7 +182,7 @@ export class StreamPublisher {
     this.pending = new Map();
     const started = performance.now();
     const keys: string[] = [];
-    const args: Array<string | number> = [];
+    const args: Array<string | number> = [this.maxEntries, this.finishedTtlSeconds, ...STREAM_BUDGET_ERROR];
     let entries = 0;
     for (const writes of batch.values()) {
       const { target } = writes;
@@ -207,7 +224,10 @@ export class StreamPublisher {
     if (state.lost) return "lost";
     if (typeof added !== "number" || added < 0) {
       state.lost = true;
-      const reason = added instanceof Error ? `stream write failed: ${added.message}` : added === -1 ? "job lock lost" : "stream is not where this node left it";
+      const reason = added instanceof Error ? `stream write failed: ${added.message}`
+        : added === -1 ? "job lock lost"
+        : added === -3 ? `stream length budget (${this.maxEntries} entries) exceeded; the stream ended with an error`
+        : "stream is not where this node left it";
       this.onLost(id, reason);
       return "lost";
     }

@@ -1,7 +1,8 @@
 /** Drives an in-process LlmEngine step by step and collects each request's events, for tests and benchmarks. */
 import type { StreamEvent } from "../../../shared/protocol.ts";
 import { parseChatRequest, type ChatRequest } from "../../../shared/request-schema.ts";
-import { ModelRunner } from "../../runner/model-runner.ts";
+import { loadRunner, type ExecutionProvider } from "../../runner/load-runner.ts";
+import type { StepRunner } from "../../runner/step-runner.ts";
 import { phi4Tokenizer } from "../../tokenizer/phi4-tokenizer.ts";
 import { LlmEngine, type EngineConfig, type EngineSubmission } from "../llm-engine.ts";
 
@@ -9,7 +10,7 @@ export class EngineHarness {
   readonly events = new Map<string, StreamEvent[]>();
   readonly engine: LlmEngine;
 
-  private constructor(readonly runner: ModelRunner, config: EngineConfig) {
+  private constructor(readonly runner: StepRunner, config: EngineConfig) {
     this.engine = new LlmEngine(runner, phi4Tokenizer(), config, (id, e) => {
       let list = this.events.get(id);
       if (!list) this.events.set(id, (list = []));
@@ -17,10 +18,10 @@ export class EngineHarness {
     });
   }
 
-  static async create(modelDir: string, opts: { kvTokens?: number; blockSize?: number; maxBatch?: number; maxBatchTokens?: number } = {}) {
+  static async create(modelDir: string, opts: { kvTokens?: number; blockSize?: number; maxBatch?: number; maxBatchTokens?: number; ep?: ExecutionProvider } = {}) {
     const blockSize = opts.blockSize ?? 16;
     const intraOpThreads = 2;
-    const runner = await ModelRunner.load({ modelDir, numBlocks: Math.ceil((opts.kvTokens ?? 8192) / blockSize), blockSize, intraOpThreads });
+    const runner = await loadRunner({ modelDir, ep: opts.ep ?? "cpu", numBlocks: Math.ceil((opts.kvTokens ?? 8192) / blockSize), blockSize, intraOpThreads });
     return new EngineHarness(runner, { maxBatch: opts.maxBatch ?? 32, maxBatchTokens: opts.maxBatchTokens ?? 512, intraOpThreads });
   }
 

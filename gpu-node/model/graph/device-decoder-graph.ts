@@ -175,9 +175,7 @@ export async function buildDeviceDecoderGraph(
   const normed = await rmsNorm(selected, "model.norm.weight");
   const logits16 = await linear(normed, "lm_head.weight", c.vocabSize, D);
   const logits = g.op("Cast", [logits16], { to: DataType.FLOAT }, "", deviceIo.logits); // [R,V]
-  const [, topIds64] = g.node("TopK", [logits, g.constInt64([topK])], { axis: -1, largest: 1, sorted: 1 }, [deviceIo.topValues, "top_ids_i64"]);
-  g.op("Cast", [topIds64], { to: I32 }, "", deviceIo.topIds);
-  const rowMax = g.op("ReduceMax", [logits], { axes: [-1], keepdims: 1 }); // [R,1]
+  const rowMax = rankOnDevice(g, logits, c.vocabSize, topK);
   const expSum = g.op("ReduceSum", [g.op("Exp", [g.op("Sub", [logits, rowMax])]), g.constInt64([-1])], { keepdims: 0 }); // [R]
   g.op("Add", [g.op("Squeeze", [rowMax, g.constInt64([1])]), g.op("Log", [expSum])], {}, "", deviceIo.logSumExp);
 
@@ -185,6 +183,52 @@ export async function buildDeviceDecoderGraph(
   g.output(deviceIo.topIds, I32, ["rows", topK]);
   g.output(deviceIo.logSumExp, DataType.FLOAT, ["rows"]);
   g.output(deviceIo.logits, DataType.FLOAT, ["rows", c.vocabSize]);
+}
+
+/** Vocabulary chunk of the two-stage ranking (see rankOnDevice). */
+const RANK_CHUNK = 64;
+
+/**
+ * Writes top_values / top_ids (the `k` best logits of each row, ties to the lower id) and returns each
+ * row's max [R,1]. Why two stages: onnxruntime's WebGPU TopK over a whole 100k row was by far the slowest
+ * op of the graph on a CPU Vulkan device (over 4k it is cheap), so the row is cut into chunks of 64: the k chunks with
+ * the highest maxima (ties: lower chunk) hold the row's top k — a chunk outside them has k chunks whose
+ * maxima beat its own, so k elements beat each of its elements — and TopK runs over those k·64 logits only.
+ * The chosen chunks are put back in id order first, so TopK's lower-position tie rule is the lower-id rule.
+ */
+export function rankOnDevice(g: OnnxGraph, logits: string, vocab: number, k: number): string {
+  const chunks = Math.ceil(vocab / RANK_CHUNK);
+  if (chunks < 2 * k) {
+    // Small vocabularies: one TopK is cheap.
+    const [, ids64] = g.node("TopK", [logits, g.constInt64([k])], { axis: -1, largest: 1, sorted: 1 }, [deviceIo.topValues, "top_ids_i64"]);
+    g.op("Cast", [ids64], { to: DataType.INT32 }, "", deviceIo.topIds);
+    return g.op("ReduceMax", [logits], { axes: [-1], keepdims: 1 });
+  }
+  const padded = chunks * RANK_CHUNK === vocab
+    ? logits
+    : g.op("Pad", [logits, g.constInt64([0, 0, 0, chunks * RANK_CHUNK - vocab]), g.constFloat([-Infinity], [])], { mode: "constant" });
+  const F = DataType.FLOAT;
+  const f = (v: number) => g.constFloat([v], []);
+  const blocks = g.op("Reshape", [padded, g.constInt64([0, chunks, RANK_CHUNK])]); // [R,C,64]
+  const chunkMax = g.op("ReduceMax", [blocks], { axes: [-1], keepdims: 0 }); // [R,C]
+  const [, bestChunks] = g.node("TopK", [chunkMax, g.constInt64([k])], { axis: -1, largest: 1, sorted: 0 }, 2); // [R,k] int64
+  // Index arithmetic runs in float32 (exact below 2^24) and int32: the WebGPU provider has no int64
+  // arithmetic or casts, and an op it lacks would run on the CPU and stall the run on a readback.
+  const iota = (n: number) => g.constFloat(Float32Array.from({ length: n }, (_, i) => i), [n]);
+  // int64 indices only ever index (Gather takes them); Gather from an iota turns them into float32.
+  const [ascending] = g.node("TopK", [g.op("Gather", [iota(chunks), bestChunks], { axis: 0 }), g.constInt64([k])], { axis: -1, largest: 0, sorted: 1 }, 2); // [R,k] chunk ids, ascending
+  const rows = g.op("Shape", [logits], { start: 0, end: 1 });
+  const rowBase = g.op("Mul", [g.op("Cast", [g.op("Range", [g.constInt64([0], []), g.op("Squeeze", [rows, g.constInt64([0])]), g.constInt64([1], [])])], { to: F }), f(chunks)]);
+  const flatChunk = g.op("Cast", [g.op("Add", [ascending, g.op("Unsqueeze", [rowBase, g.constInt64([1])])])], { to: DataType.INT32 }); // [R,k] into [R·C]
+  const candidates = g.op("Gather", [g.op("Reshape", [blocks, g.constInt64([-1, RANK_CHUNK])]), flatChunk], { axis: 0 }); // [R,k,64]
+  const flat = g.op("Reshape", [candidates, g.constInt64([0, k * RANK_CHUNK])]);
+  const [, position] = g.node("TopK", [flat, g.constInt64([k])], { axis: -1, largest: 1, sorted: 1 }, [deviceIo.topValues, "top_position"]); // [R,k]
+  const positionF = g.op("Gather", [iota(k * RANK_CHUNK), position], { axis: 0 });
+  const slot = g.op("Floor", [g.op("Div", [positionF, f(RANK_CHUNK)])]);
+  const chunkOf = g.op("GatherElements", [ascending, g.op("Cast", [slot], { to: DataType.INT32 })], { axis: 1 });
+  const ids = g.op("Add", [g.op("Mul", [chunkOf, f(RANK_CHUNK)]), g.op("Sub", [positionF, g.op("Mul", [slot, f(RANK_CHUNK)])])]);
+  g.op("Cast", [ids], { to: DataType.INT32 }, "", deviceIo.topIds);
+  return g.op("ReduceMax", [chunkMax], { axes: [-1], keepdims: 1 });
 }
 
 /**

@@ -21,12 +21,17 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DeviceRunner, type RankedRows } from "../device-runner.ts";
 import { ModelRunner } from "../model-runner.ts";
-import type { BatchRow } from "../step-runner.ts";
+import { LogitsNeed, type BatchRow } from "../step-runner.ts";
+import { RandomWeights } from "../../model/random-weights.ts";
+import { writeModel } from "../../model/write-model.ts";
+import { tinyConfig } from "../../model/cli/tiny-model.ts";
 import { ReferencePhi3 } from "../../model/test/reference-forward.ts";
 import { INT4_WEIGHTS } from "../../model/test/weight-rounding.ts";
 import { TEST_PHI3_CONFIG, seededUniform, writeRandomHfCheckpoint } from "../../model/test/random-hf-checkpoint.ts";
 import { ensureVulkanDevice } from "../../../test/vulkan-device.ts";
 
+/** A CPU Vulkan device is slow, and slower still when the suite runs files in parallel. */
+const DEVICE_TEST_TIMEOUT = 300_000;
 const REPO_ROOT = join(import.meta.dirname, "..", "..", "..");
 const CONVERT = join(REPO_ROOT, "gpu-node", "model", "cli", "convert.ts");
 const config = TEST_PHI3_CONFIG;
@@ -127,7 +132,7 @@ function compareRow(ranked: RankedRows, r: number, ref: Float64Array, n = 8): { 
   return { chosen, worst, greedy: ranked.ids[r * ranked.k], refBest: best, margin: ref[best] - ref[second] };
 }
 
-describe("device layout (WebGPU, fp16, paged KV on the device) vs float64 reference", () => {
+describe("device layout (WebGPU, fp16, paged KV on the device) vs float64 reference", { timeout: DEVICE_TEST_TIMEOUT }, () => {
   it("prefill, then 12 greedy decode steps in separate runs over a scrambled block table", async () => {
     const prompt = randomTokens(21, 7);
     const table = scrambledBlocks(1).slice(0, 3); // 21 + 12 tokens need 3 blocks of 16
@@ -238,6 +243,44 @@ describe("device layout (WebGPU, fp16, paged KV on the device) vs float64 refere
       expect(compareRow(next, 0, rounded.forward(cache, [ranked.ids[0]])).worst).toBeLessThan(INT4_TOLERANCE);
     } finally {
       await int4.release();
+    }
+  });
+
+  it("ranks Phi-4's 100,352-token vocabulary on the device exactly as a full sort does, and run() hands the sampler what each row needs", async () => {
+    const dir = join(root, "tiny-device");
+    const c = tinyConfig();
+    await writeModel(c, new RandomWeights(c, 5), { outDir: dir, dtype: "fp16", layout: "device" });
+    const big = await DeviceRunner.load({ modelDir: dir, numBlocks: 8, blockSize: BLOCK_SIZE });
+    try {
+      const V = c.vocabSize;
+      const rows: BatchRow[] = [
+        { tokens: [1, 2, 3], pastLen: 0, blockTable: [0], needs: LogitsNeed.Candidates },
+        { tokens: [4, 5], pastLen: 0, blockTable: [1], needs: LogitsNeed.FullRow },
+        { tokens: [6], pastLen: 0, blockTable: [2], needs: LogitsNeed.None },
+      ];
+      const out = await big.run(rows);
+      const ranked = out.candidates!;
+      expect(big.lastStepStats.bytesFromDevice).toBe(3 * (64 * 8 + 4) + V * 4); // ranked rows + the one whole row
+      const full = await big.fullLogits([0, 1, 2]);
+      for (let r = 0; r < 3; r++) {
+        const row = full.subarray(r * V, (r + 1) * V);
+        const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => row[b] - row[a] || a - b).slice(0, 64);
+        expect(Array.from(ranked.ids.subarray(r * 64, r * 64 + 64))).toEqual(order);
+        expect(Array.from(ranked.values.subarray(r * 64, r * 64 + 64))).toEqual(order.map((i) => row[i]));
+        expect(Math.abs(ranked.logSumExp![r] - logSumExp(row))).toBeLessThan(1e-3);
+      }
+      const logits = out.logits!;
+      // FullRow: the whole row; Candidates: the 64 ranked logits at their ids, -Infinity elsewhere; None: nothing.
+      expect(logits.subarray(V, 2 * V)).toEqual(full.subarray(V, 2 * V));
+      const candidateRow = logits.subarray(0, V);
+      expect(candidateRow.filter((x) => x !== -Infinity).length).toBe(64);
+      for (let i = 0; i < 64; i++) expect(candidateRow[ranked.ids[i]]).toBe(ranked.values[i]);
+      expect(logits.subarray(2 * V, 3 * V).every((x) => x === -Infinity)).toBe(true);
+      // The next step clears what the last one wrote.
+      const again = await big.run([{ tokens: [7], pastLen: 2, blockTable: [1], needs: LogitsNeed.Candidates }]);
+      expect(again.logits!.filter((x) => x !== -Infinity).length).toBe(64);
+    } finally {
+      await big.release();
     }
   });
 

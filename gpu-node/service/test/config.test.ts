@@ -17,7 +17,7 @@ describe("parseNodeConfig", () => {
     ["MAX_BATCH", "0", /MAX_BATCH must be an integer between 1/],
     ["KV_CACHE_TOKENS", "-5", /KV_CACHE_TOKENS/],
     ["KV_BLOCK_SIZE", "2.5", /KV_BLOCK_SIZE/],
-    ["ORT_EP", "tpu", /ORT_EP must be 'cpu' or 'cuda'/],
+    ["ORT_EP", "tpu", /ORT_EP must be one of 'cpu', 'cuda', 'webgpu'/],
     ["REDIS_URL", "http://x", /REDIS_URL must be a redis/],
     ["REDIS_PREFIX", "a b", /REDIS_PREFIX/],
     ["METRICS_PORT", "70000", /METRICS_PORT/],
