@@ -32,7 +32,7 @@ import { writeModel } from "../gpu-node/model/write-model.ts";
 import { GPUS, decodeFloor, extrapolateToLayers, prefillFloor, type Floor, type GpuId, type WeightDtype } from "./device/hbm-floor.ts";
 import { PooledRandomWeights } from "./device/pooled-random-weights.ts";
 import { DeviceRunner } from "../gpu-node/runner/device-runner.ts";
-import type { BatchRow } from "../gpu-node/runner/step-runner.ts";
+import { LogitsNeed, type BatchRow } from "../gpu-node/runner/step-runner.ts";
 
 export const RESULT_FILE = "bench-device.json";
 /** What the bench prints, also kept beside the JSON (a device call returns only the tail of the output). */
@@ -138,7 +138,10 @@ interface Timed {
   bytesFromDevice: number;
 }
 
-/** Median wall time of `steps` forward passes after `warmup` (first runs of a shape compile its shaders). */
+/**
+ * Median wall time of `steps` steps after `warmup` (first runs of a shape compile its shaders), through
+ * the runner's step-loop entry as the engine calls it, every row sampled from its ranked candidates.
+ */
 async function timeSteps(runner: DeviceRunner, rows: BatchRow[], warmup: number, steps: number, advance: boolean): Promise<Timed> {
   const base = rows.map((r) => r.pastLen);
   const times: number[] = [];
@@ -146,7 +149,7 @@ async function timeSteps(runner: DeviceRunner, rows: BatchRow[], warmup: number,
   for (let s = 0; s < warmup + steps; s++) {
     if (advance) for (let r = 0; r < rows.length; r++) rows[r].pastLen = base[r] + s; // each step appends one token
     const t0 = performance.now();
-    await runner.forward(rows);
+    await runner.run(rows);
     const ms = performance.now() - t0;
     if (s < warmup) continue;
     times.push(ms);
@@ -180,7 +183,7 @@ async function benchOneModel(o: BenchOptions, dtype: WeightDtype, layers: number
   try {
     const prefill: RunFigures["prefill"] = [];
     for (const T of o.prefill) {
-      const row: BatchRow = { tokens: tokens(T, config.vocabSize, 0), pastLen: 0, blockTable: Array.from({ length: Math.ceil(T / bs) }, (_, i) => i) };
+      const row: BatchRow = { tokens: tokens(T, config.vocabSize, 0), needs: LogitsNeed.Candidates, pastLen: 0, blockTable: Array.from({ length: Math.ceil(T / bs) }, (_, i) => i) };
       const { ms } = await timeSteps(runner, [row], o.warmup, o.steps, false);
       prefill.push({ tokens: T, ms, floor: prefillFloor(config, dtype, T) });
       log(`  prefill ${T}: ${ms.toFixed(2)} ms`);
@@ -191,6 +194,7 @@ async function benchOneModel(o: BenchOptions, dtype: WeightDtype, layers: number
         const per = rowBlocks(context);
         const rows: BatchRow[] = Array.from({ length: batch }, (_, r) => ({
           tokens: tokens(1, config.vocabSize, r + 1),
+          needs: LogitsNeed.Candidates,
           pastLen: context,
           blockTable: Array.from({ length: per }, (_, i) => r * per + i),
         }));
