@@ -8,7 +8,7 @@
  *  - decode ms/step at each batch × context (every row has its own `context` tokens of cache, one new token),
  *  - prefill tokens/s of one prompt of each length,
  * and extends each figure to Phi-4's 40 layers along the line through the two layer counts (slope = one
- * layer, intercept = embedding, lm_head and per-run overhead). Each figure is printed beside its floor:
+ * layer, intercept = embedding, lm_head, TopK and per-run overhead). Each figure is printed beside its floor:
  * the bytes the step must move through HBM (weights once, the batch's KV) at 3.35 TB/s (H100) and
  * 4.8 TB/s (H200), and for prefill also the matrix work at the dense fp16 rate (bench/device/hbm-floor.ts).
  * The result goes to DIR/bench-device.json, rewritten after each model so an interrupted run keeps what it
@@ -34,12 +34,12 @@ import { PooledRandomWeights } from "./device/pooled-random-weights.ts";
 import { DeviceRunner } from "../gpu-node/runner/device-runner.ts";
 import { LogitsNeed, type BatchRow } from "../gpu-node/runner/step-runner.ts";
 
-export const RESULT_FILE = "bench-device.json";
+const RESULT_FILE = "bench-device.json";
 /** What the bench prints, also kept beside the JSON (a device call returns only the tail of the output). */
 const LOG_FILE = "bench-device.log";
 const TARGET_LAYERS = PHI4_CONFIG.numLayers;
 
-export interface BenchOptions {
+interface BenchOptions {
   shape: "phi4" | "tiny";
   layers: [number, number];
   dtypes: WeightDtype[];
@@ -55,7 +55,7 @@ export interface BenchOptions {
 }
 
 /** Raw figures of one model (one dtype at one layer count). */
-export interface RunFigures {
+interface RunFigures {
   dtype: WeightDtype;
   layers: number;
   buildSec: number;
@@ -74,7 +74,7 @@ export interface RunFigures {
   }[];
 }
 
-export interface Extrapolated {
+interface Extrapolated {
   ms: number;
   perLayerMs: number;
   fixedMs: number;
@@ -85,7 +85,7 @@ export interface Extrapolated {
   valid: boolean;
 }
 
-export interface BenchResult {
+interface BenchResult {
   bench: "device";
   schema: 1;
   /** False while (or if the run ended before) every dtype × layer count was measured. */
@@ -226,7 +226,7 @@ function extrapolate(a: number, b: number, o: BenchOptions, floor: Floor): Extra
   return { ms: fit.value, perLayerMs: fit.perLayer, fixedMs: fit.fixed, floor, ofFloor, valid: fit.perLayer > 0 && fit.value > 0 };
 }
 
-export function summarize(o: BenchOptions, runs: RunFigures[]): BenchResult["results"] {
+function summarize(o: BenchOptions, runs: RunFigures[]): BenchResult["results"] {
   const full = shapeConfig(o.shape, TARGET_LAYERS);
   return o.dtypes.map((dtype) => {
     const [ra, rb] = o.layers.map((l) => runs.find((r) => r.dtype === dtype && r.layers === l)!);
@@ -283,7 +283,7 @@ function printTables(r: BenchResult, log: (line: string) => void): void {
  * Runs every dtype × layer count, rewriting the JSON after each model: a GPU machine's lease or a call's
  * time limit can end the run, and the models finished by then still come back (`complete: false`).
  */
-export async function runDeviceBench(o: BenchOptions, log: (line: string) => void): Promise<BenchResult> {
+async function runDeviceBench(o: BenchOptions, log: (line: string) => void): Promise<BenchResult> {
   await mkdir(o.work, { recursive: true });
   await mkdir(o.out, { recursive: true });
   const detected = detectGpu();
@@ -324,7 +324,7 @@ export async function runDeviceBench(o: BenchOptions, log: (line: string) => voi
   return result;
 }
 
-export function parseBenchArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): BenchOptions {
+function parseBenchArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): BenchOptions {
   const { values, positionals } = parseArgs({
     args: argv,
     strict: true,
