@@ -6,6 +6,8 @@
  * hidden 5120, 40/10 heads of 128, intermediate 17920, vocab 100352, in fp16 and int4. For each dtype it
  * builds the model at two layer counts (random weights made here, nothing carried), then measures
  *  - decode ms/step at each batch × context (every row has its own `context` tokens of cache, one new token),
+ *    rows sampled from their ranked candidates, and at the shortest context with rows that need their whole
+ *    logits row back,
  *  - prefill tokens/s of one prompt of each length,
  * and extends each figure to Phi-4's 40 layers along the line through the two layer counts (slope = one
  * layer, intercept = embedding, lm_head, TopK and per-run overhead). Each figure is printed beside its floor:
@@ -54,6 +56,8 @@ interface BenchOptions {
   work: string;
 }
 
+type RowsBack = "candidates" | "whole";
+
 /** Raw figures of one model (one dtype at one layer count). */
 interface RunFigures {
   dtype: WeightDtype;
@@ -65,6 +69,8 @@ interface RunFigures {
   decode: {
     batch: number;
     context: number;
+    /** What each row brings back: its ranked candidates, or its whole logits row. */
+    rows: RowsBack;
     ms: number;
     /** Median time inside session.run; the rest is building inputs and reading the ranked rows. */
     sessionRunMs: number;
@@ -106,7 +112,7 @@ interface BenchResult {
   runs: RunFigures[];
   results: {
     dtype: WeightDtype;
-    decode: ({ batch: number; context: number; tokensPerSec: number } & Extrapolated)[];
+    decode: ({ batch: number; context: number; rows: RowsBack; tokensPerSec: number } & Extrapolated)[];
     prefill: ({ tokens: number; tokensPerSec: number } & Extrapolated)[];
     /** Aggregate decode tokens/s at the largest batch over the smallest, per context (target: ≥ 15 for 32 over 1). */
     batchScaling: { context: number; batch: number; over: number; ratio: number; valid: boolean }[];
@@ -188,28 +194,34 @@ async function benchOneModel(o: BenchOptions, dtype: WeightDtype, layers: number
       prefill.push({ tokens: T, ms, floor: prefillFloor(config, dtype, T) });
       log(`  prefill ${T}: ${ms.toFixed(2)} ms`);
     }
+    // Every batch × context with rows sampled from their ranked candidates (greedy, top_k ≤ 64), then every
+    // batch at the shortest context with rows that need the whole vocabulary (plain temperature sampling,
+    // bias, penalties): those bring their full logits row back each step.
+    const cases = [
+      ...o.contexts.flatMap((context) => o.batches.map((batch) => ({ batch, context, rows: "candidates" as const }))),
+      ...o.batches.map((batch) => ({ batch, context: Math.min(...o.contexts), rows: "whole" as const })),
+    ];
     const decode: RunFigures["decode"] = [];
-    for (const context of o.contexts) {
-      for (const batch of o.batches) {
-        const per = rowBlocks(context);
-        const rows: BatchRow[] = Array.from({ length: batch }, (_, r) => ({
-          tokens: tokens(1, config.vocabSize, r + 1),
-          needs: LogitsNeed.Candidates,
-          pastLen: context,
-          blockTable: Array.from({ length: per }, (_, i) => r * per + i),
-        }));
-        const t = await timeSteps(runner, rows, o.warmup, o.steps, true);
-        decode.push({
-          batch,
-          context,
-          ms: t.ms,
-          sessionRunMs: t.sessionRunMs,
-          bytesToDevicePerStep: t.bytesToDevice,
-          bytesFromDevicePerStep: t.bytesFromDevice,
-          floor: decodeFloor(config, dtype, batch, context),
-        });
-        log(`  decode batch ${batch} context ${context}: ${t.ms.toFixed(2)} ms/step (${t.sessionRunMs.toFixed(2)} in session.run), ${t.bytesToDevice} B up, ${t.bytesFromDevice} B down`);
-      }
+    for (const { batch, context, rows: kind } of cases) {
+      const per = rowBlocks(context);
+      const rows: BatchRow[] = Array.from({ length: batch }, (_, r) => ({
+        tokens: tokens(1, config.vocabSize, r + 1),
+        needs: kind === "candidates" ? LogitsNeed.Candidates : LogitsNeed.FullRow,
+        pastLen: context,
+        blockTable: Array.from({ length: per }, (_, i) => r * per + i),
+      }));
+      const t = await timeSteps(runner, rows, o.warmup, o.steps, true);
+      decode.push({
+        batch,
+        context,
+        rows: kind,
+        ms: t.ms,
+        sessionRunMs: t.sessionRunMs,
+        bytesToDevicePerStep: t.bytesToDevice,
+        bytesFromDevicePerStep: t.bytesFromDevice,
+        floor: decodeFloor(config, dtype, batch, context),
+      });
+      log(`  decode batch ${batch} context ${context}, ${kind} rows: ${t.ms.toFixed(2)} ms/step (${t.sessionRunMs.toFixed(2)} in session.run), ${t.bytesToDevice} B up, ${t.bytesFromDevice} B down`);
     }
     return { dtype, layers, buildSec, loadSec, fileBytes, prefill, decode };
   } finally {
@@ -232,7 +244,7 @@ function summarize(o: BenchOptions, runs: RunFigures[]): BenchResult["results"] 
     const [ra, rb] = o.layers.map((l) => runs.find((r) => r.dtype === dtype && r.layers === l)!);
     const decode = ra.decode.map((d, i) => {
       const e = extrapolate(d.ms, rb.decode[i].ms, o, decodeFloor(full, dtype, d.batch, d.context));
-      return { batch: d.batch, context: d.context, tokensPerSec: (d.batch * 1000) / e.ms, ...e };
+      return { batch: d.batch, context: d.context, rows: d.rows, tokensPerSec: (d.batch * 1000) / e.ms, ...e };
     });
     const prefill = ra.prefill.map((p, i) => {
       const e = extrapolate(p.ms, rb.prefill[i].ms, o, prefillFloor(full, dtype, p.tokens));
@@ -241,7 +253,7 @@ function summarize(o: BenchOptions, runs: RunFigures[]): BenchResult["results"] 
     const lo = Math.min(...o.batches);
     const hi = Math.max(...o.batches);
     const batchScaling = o.contexts.map((context) => {
-      const at = (b: number) => decode.find((d) => d.batch === b && d.context === context)!;
+      const at = (b: number) => decode.find((d) => d.batch === b && d.context === context && d.rows === "candidates")!;
       return { context, batch: hi, over: lo, ratio: at(hi).tokensPerSec / at(lo).tokensPerSec, valid: at(hi).valid && at(lo).valid };
     });
     return { dtype, decode, prefill, batchScaling };
@@ -270,9 +282,10 @@ function printTables(r: BenchResult, log: (line: string) => void): void {
   log("floors: weights once + the batch's KV through HBM at H100 3.35 TB/s, H200 4.8 TB/s (prefill: or the fp16 matrix work at 989 TFLOP/s, whichever is slower)");
   for (const d of r.results) {
     log("");
-    log(`${`${d.dtype}, ${r.extrapolatedTo} layers`.padEnd(20)} |      ms |   tok/s | per layer ms | fixed ms | floor H100 ms | floor H200 ms | of floor${gpu ? ` (${gpu.toUpperCase()})` : " H100 / H200"}`);
-    for (const x of d.decode) log(row(`decode b${x.batch} ctx ${x.context}`.padEnd(20), x, x.tokensPerSec));
-    for (const x of d.prefill) log(row(`prefill ${x.tokens}`.padEnd(20), x, x.tokensPerSec));
+    log(`${`${d.dtype}, ${r.extrapolatedTo} layers`.padEnd(26)} |      ms |   tok/s | per layer ms | fixed ms | floor H100 ms | floor H200 ms | of floor${gpu ? ` (${gpu.toUpperCase()})` : " H100 / H200"}`);
+    for (const x of d.decode) log(row(`decode b${x.batch} ctx ${x.context}${x.rows === "whole" ? " whole" : ""}`.padEnd(26), x, x.tokensPerSec));
+    for (const x of d.prefill) log(row(`prefill ${x.tokens}`.padEnd(26), x, x.tokensPerSec));
+    log(`("whole": every row also brings its full ${r.shape.vocabSize}-logit row back, as temperature sampling without top_k ≤ 64 or with bias/penalties needs)`);
     for (const s of d.batchScaling) {
       log(`aggregate decode tok/s, batch ${s.batch} over ${s.over}, context ${s.context}: ${s.valid ? `${s.ratio.toFixed(1)}×` : "—"} (target ≥ 15× for 32 over 1)`);
     }

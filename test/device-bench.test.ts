@@ -63,11 +63,11 @@ interface Result {
     layers: number;
     fileBytes: number;
     prefill: { tokens: number; ms: number; floor: Floor }[];
-    decode: { batch: number; context: number; ms: number; sessionRunMs: number; bytesToDevicePerStep: number; bytesFromDevicePerStep: number; floor: Floor }[];
+    decode: { batch: number; context: number; rows: "candidates" | "whole"; ms: number; sessionRunMs: number; bytesToDevicePerStep: number; bytesFromDevicePerStep: number; floor: Floor }[];
   }[];
   results: {
     dtype: Dtype;
-    decode: ({ batch: number; context: number; tokensPerSec: number } & Extrapolated)[];
+    decode: ({ batch: number; context: number; rows: string; tokensPerSec: number } & Extrapolated)[];
     prefill: ({ tokens: number; tokensPerSec: number } & Extrapolated)[];
     batchScaling: { context: number; batch: number; over: number; ratio: number }[];
   }[];
@@ -98,7 +98,10 @@ describe("bench:device --tiny", () => {
     for (const r of result.runs) {
       expect(r.fileBytes).toBeGreaterThan(r.layers * WEIGHTS[r.dtype].layer + WEIGHTS[r.dtype].lmHead);
       expect(r.prefill.map((p) => p.tokens)).toEqual([64, 256]);
-      expect(r.decode.map((d) => `${d.batch}@${d.context}`)).toEqual(["1@64", "8@64", "32@64", "1@256", "8@256", "32@256"]);
+      expect(r.decode.map((d) => `${d.batch}@${d.context} ${d.rows}`)).toEqual([
+        ...["1@64", "8@64", "32@64", "1@256", "8@256", "32@256"].map((c) => `${c} candidates`),
+        ...["1@64", "8@64", "32@64"].map((c) => `${c} whole`),
+      ]);
       for (const p of r.prefill) expect(p.ms).toBeGreaterThan(0);
       for (const d of r.decode) {
         expect(d.ms).toBeGreaterThan(0);
@@ -111,13 +114,15 @@ describe("bench:device --tiny", () => {
     expect(log).toBe(stdout);
   });
 
-  it("brings back only each row's ranked head per decode step, and sends only small inputs", () => {
+  it("brings back each row's ranked head per decode step (plus its logits row only when asked), and sends only small inputs", () => {
     for (const d of result.runs.flatMap((r) => r.decode)) {
-      // top 64 values (f32) + their ids (i32) + one log-sum-exp (f32) per row: nothing proportional to vocab or cache
-      expect(d.bytesFromDevicePerStep).toBe(d.batch * (64 * 4 + 64 * 4 + 4));
+      // top 64 values (f32) + their ids (i32) + one log-sum-exp (f32) per row: nothing proportional to the cache
+      const ranked = d.batch * (64 * 4 + 64 * 4 + 4);
+      expect(d.bytesFromDevicePerStep).toBe(d.rows === "whole" ? ranked + d.batch * V * 4 : ranked);
       const blocksPerRow = Math.ceil((d.context + result.warmup + result.steps) / 16);
+      const rowIndex = d.rows === "whole" ? d.batch * 8 : 0;
       expect(d.bytesToDevicePerStep).toBeGreaterThan(0);
-      expect(d.bytesToDevicePerStep).toBeLessThanOrEqual(d.batch * (8 + 4 + 4 + 8 + 4 * blocksPerRow) + 4 + 8);
+      expect(d.bytesToDevicePerStep).toBeLessThanOrEqual(d.batch * (8 + 4 + 4 + 8 + 4 * blocksPerRow) + 4 + 8 + rowIndex);
     }
   });
 
@@ -163,7 +168,7 @@ describe("bench:device --tiny", () => {
         expect(p.tokensPerSec).toBeCloseTo((p.tokens * 1000) / p.ms, 9);
       });
       for (const s of res.batchScaling) {
-        const at = (b: number) => res.decode.find((d) => d.batch === b && d.context === s.context)!.tokensPerSec;
+        const at = (b: number) => res.decode.find((d) => d.batch === b && d.context === s.context && d.rows === "candidates")!.tokensPerSec;
         expect(s).toMatchObject({ batch: 32, over: 1 });
         expect(s.ratio).toBeCloseTo(at(32) / at(1), 9);
       }
