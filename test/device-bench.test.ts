@@ -12,6 +12,9 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureVulkanDevice } from "./vulkan-device.ts";
+import { PHI4_CONFIG } from "../gpu-node/model/phi3-config.ts";
+import { deviceKvBytesPerToken, deviceWeightBytes } from "../gpu-node/model/graph/device-decoder-graph.ts";
+import { kvBytesPerToken, weightBytesRead } from "../bench/device/hbm-floor.ts";
 
 const run = promisify(execFile);
 const tsx = "node_modules/.bin/tsx";
@@ -25,16 +28,16 @@ const H100 = 3.35e12;
 const H200 = 4.8e12;
 const FP16_PEAK = 989.4e12;
 
-/** Weight bytes per layer and for lm_head, written out from the shapes (qkv 128×64, o 64×64, gate_up 256×64, down 64×128). */
+/** Weight bytes per layer and for lm_head, written out from the shapes (qkv 128×64, o 64×64, gate_up 256×64, down 64×128; float32 norms). */
 const WEIGHTS = {
-  fp16: { layer: (128 * 64 + 64 * 64 + 256 * 64 + 64 * 128) * 2 + 2 * D * 2, lmHead: V * D * 2 },
+  fp16: { layer: (128 * 64 + 64 * 64 + 256 * 64 + 64 * 128) * 2 + 2 * D * 4, lmHead: V * D * 2 },
   // MatMulNBits: per output row, one 18-byte block (16 bytes of codes + fp16 scale) per 32 inputs.
-  int4: { layer: (128 * 2 + 64 * 2 + 256 * 2 + 64 * 4) * 18 + 2 * D * 2, lmHead: V * 2 * 18 },
+  int4: { layer: (128 * 2 + 64 * 2 + 256 * 2 + 64 * 4) * 18 + 2 * D * 4, lmHead: V * 2 * 18 },
 } as const;
 type Dtype = keyof typeof WEIGHTS;
 
 const decodeBytes = (dtype: Dtype, layers: number, batch: number, context: number) =>
-  layers * WEIGHTS[dtype].layer + D * 2 + WEIGHTS[dtype].lmHead + batch * D * 2 + batch * (context + 1) * (KV_PER_TOKEN / L) * layers;
+  layers * WEIGHTS[dtype].layer + D * 4 + WEIGHTS[dtype].lmHead + batch * D * 2 + batch * (context + 1) * (KV_PER_TOKEN / L) * layers;
 
 interface Floor {
   bytes: number;
@@ -143,7 +146,7 @@ describe("bench:device --tiny", () => {
       }
       for (const p of res.prefill) {
         const T = p.tokens;
-        const bytes = L * WEIGHTS[res.dtype].layer + D * 2 + WEIGHTS[res.dtype].lmHead + T * D * 2 + T * KV_PER_TOKEN;
+        const bytes = L * WEIGHTS[res.dtype].layer + D * 4 + WEIGHTS[res.dtype].lmHead + T * D * 2 + T * KV_PER_TOKEN;
         const flops = L * (2 * T * (128 * 64 + 64 * 64 + 3 * 128 * 64) + 4 * 4 * 16 * ((T * (T + 1)) / 2)) + 2 * V * D;
         expect(p.floor.bytes).toBe(bytes);
         expect(p.floor.ms.h200).toBeCloseTo(Math.max(bytes / H200, flops / FP16_PEAK) * 1000, 12);
@@ -173,6 +176,18 @@ describe("bench:device --tiny", () => {
         expect(s.ratio).toBeCloseTo(at(32) / at(1), 9);
       }
     }
+  });
+});
+
+describe("the floors' byte counts", () => {
+  it("are the device layout's weights: everything the builder stores but the embedding table, which a step only indexes", () => {
+    for (const dtype of ["fp16", "int4"] as const) {
+      for (const c of [PHI4_CONFIG, { ...PHI4_CONFIG, hiddenSize: 64, numHeads: 4, numKvHeads: 2, headDim: 16, intermediateSize: 128, vocabSize: V }]) {
+        expect(weightBytesRead(c, dtype, 0) + c.vocabSize * c.hiddenSize * 2).toBe(deviceWeightBytes(c, dtype));
+      }
+    }
+    expect(kvBytesPerToken(PHI4_CONFIG)).toBe(deviceKvBytesPerToken(PHI4_CONFIG));
+    expect(kvBytesPerToken(PHI4_CONFIG)).toBe(204_800);
   });
 });
 

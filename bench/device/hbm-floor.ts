@@ -4,9 +4,9 @@
  * prefill also the matrix work divided by the dense fp16 tensor-core rate. The bench prints every
  * measured figure beside these floors, so "how far from the hardware" is one ratio.
  *
- * Byte counts follow the device layout: fp16 weights, activations and KV cache; int4 projections are
- * MatMulNBits blocks of 32 input features (16 bytes of codes + one fp16 scale per block), including
- * lm_head; the embedding is a lookup, so a step reads only its tokens' rows of it.
+ * Byte counts follow the device layout: fp16 projection weights and KV cache, float32 RMSNorm weights;
+ * int4 projections are MatMulNBits blocks of 32 input features (16 bytes of codes + one fp16 scale per
+ * block), including lm_head; the embedding is a lookup, so a step reads only its tokens' rows of it.
  */
 import type { Phi3Config } from "../../gpu-node/model/phi3-config.ts";
 
@@ -28,6 +28,7 @@ export const GPUS = {
 export type GpuId = keyof typeof GPUS;
 
 const FP16_BYTES = 2;
+const NORM_WEIGHT_BYTES = 4;
 const INT4_BLOCK = 32;
 /** One MatMulNBits block: 32 four-bit codes plus its fp16 scale. */
 const INT4_BLOCK_BYTES = INT4_BLOCK / 2 + FP16_BYTES;
@@ -39,7 +40,7 @@ export function linearBytes(out: number, inp: number, dtype: WeightDtype): numbe
   return dtype === "fp16" ? out * inp * FP16_BYTES : out * Math.ceil(inp / INT4_BLOCK) * INT4_BLOCK_BYTES;
 }
 
-/** Weight bytes of one decoder layer: the four projections and two RMSNorm weight vectors. */
+/** Weight bytes of one decoder layer: the four projections and two RMSNorm weight vectors (float32). */
 export function layerWeightBytes(c: ModelShape, dtype: WeightDtype): number {
   const D = c.hiddenSize;
   const qkv = (c.numHeads + 2 * c.numKvHeads) * c.headDim;
@@ -48,13 +49,13 @@ export function layerWeightBytes(c: ModelShape, dtype: WeightDtype): number {
     linearBytes(D, c.numHeads * c.headDim, dtype) +
     linearBytes(2 * c.intermediateSize, D, dtype) +
     linearBytes(D, c.intermediateSize, dtype) +
-    2 * D * FP16_BYTES
+    2 * D * NORM_WEIGHT_BYTES
   );
 }
 
 /** Weight bytes one forward pass reads: every layer, the final norm, lm_head, and `tokens` rows of the embedding. */
 export function weightBytesRead(c: ModelShape, dtype: WeightDtype, tokens: number): number {
-  return c.numLayers * layerWeightBytes(c, dtype) + c.hiddenSize * FP16_BYTES + linearBytes(c.vocabSize, c.hiddenSize, dtype) + tokens * c.hiddenSize * FP16_BYTES;
+  return c.numLayers * layerWeightBytes(c, dtype) + c.hiddenSize * NORM_WEIGHT_BYTES + linearBytes(c.vocabSize, c.hiddenSize, dtype) + tokens * c.hiddenSize * FP16_BYTES;
 }
 
 /** KV cache bytes of one token across all layers (K and V, fp16): 204,800 for Phi-4. */
