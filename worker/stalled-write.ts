@@ -5,8 +5,8 @@
  * is never cancelled; it is simply no longer read. The relay's next write then waits forever, and
  * without a pending waitUntil workerd drops the request's context with it. Which of the two ways a
  * disconnect surfaces is a race, so some streams were never cancelled. A write that nobody takes for
- * `stallMs` (STALLED_WRITE_MS) is therefore taken as the disconnect: the stream is aborted, exactly as when the client
- * cancels the body (its onAbort starts the grace period, and the pending write returns).
+ * `stallMs` (STALLED_WRITE_MS) is therefore taken as the disconnect: the stream is aborted, exactly as
+ * when the client cancels the body (its onAbort starts the grace period, and the pending write returns).
  */
 import type { SSEStreamingApi } from "hono/streaming";
 
