@@ -42,6 +42,13 @@ export const RESUME_GRACE_MS = 10_000;
  * event that says to resume, and a non-streamed request with 504 (edge RELAY_DEADLINE_MS overrides it).
  */
 export const RELAY_DEADLINE_MS = 20 * 60_000;
+
+/**
+ * Edge: a write to a streaming client that waits this long counts as the client's disconnect (workerd
+ * reports a failed response write no other way). A live client only blocks a write once every buffer on
+ * the way is full, so a stall this long means nobody reads; the grace period still lets it resume.
+ */
+export const STALLED_WRITE_MS = 5_000;
 /** Edge: how long `/health` serves its last Redis check before making another. */
 export const HEALTH_CACHE_MS = 5_000;
 

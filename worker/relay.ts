@@ -7,6 +7,7 @@
 import type { Context } from "hono";
 import { streamSSE, type SSEStreamingApi } from "hono/streaming";
 import { ApiError, type ErrorType } from "../shared/errors.ts";
+import { STALLED_WRITE_MS } from "../shared/limits.ts";
 import type { Prices } from "../shared/pricing.ts";
 import type { StreamEvent } from "../shared/protocol.ts";
 import type { CompletionMeta } from "./completion-meta.ts";
@@ -15,7 +16,9 @@ import { TextChunkRenderer, TextCompletionAssembler } from "./text-completion-re
 import type { CompletionSession } from "./completion-session.ts";
 import { chatQueue } from "./queue.ts";
 import { redisUnavailable } from "./redis.ts";
+import { StalledWriteWatch } from "./stalled-write.ts";
 import { compareEntryIds, lastEntry, STREAM_START, type StreamEntry, type StreamReader } from "./stream-reader.ts";
+import { waitUntilOf } from "./wait-until.ts";
 
 export const KEEP_ALIVE_COMMENT = ": keep-alive\n\n";
 
@@ -110,17 +113,31 @@ function deadlineReached(id: string): ApiError {
 /** Streams the completion as SSE, `buffered` entries first; ends with `data: [DONE]` after `done`. */
 export function relaySSE(c: Context, { session, reader, meta, prices, keepAliveMs, resumeGraceMs, deadline }: Relay, buffered: StreamEntry[] = []): Response {
   return streamSSE(c, async (stream) => {
-    // Two ways to hear the client leave: the body stream cancelled, or (workerd's
-    // `enable_request_signal` flag) the incoming request's signal; whichever comes first.
+    // Three ways to hear the client leave: the body stream cancelled, (workerd's `enable_request_signal`
+    // flag) the incoming request's signal, or a write nobody takes (StalledWriteWatch: workerd reports a
+    // failed response write by neither); whichever comes first.
     stream.onAbort(() => session.abandon(resumeGraceMs));
     onClientGone(c.req.raw.signal, () => session.abandon(resumeGraceMs));
+    const watch = new StalledWriteWatch(stream, STALLED_WRITE_MS);
+    // A failed response write ends the request for workerd, which then drops its context (and this relay
+    // with it) unless work is pending: the relay is that work, so the watch can still hear the disconnect.
+    const relayed = relayEntries(stream, watch);
+    waitUntilOf(c)(relayed);
+    try {
+      await relayed;
+    } finally {
+      watch.stop();
+    }
+  });
+
+  async function relayEntries(stream: SSEStreamingApi, watch: StalledWriteWatch): Promise<void> {
     const renderer = meta.kind === "text" ? new TextChunkRenderer(session.id, meta, prices) : new ChunkRenderer(session.id, meta, prices);
     try {
-      if (await writeEntries(stream, renderer, session, buffered)) return;
+      if (await writeEntries(stream, watch, renderer, session, buffered)) return;
       let lastWrite = Date.now();
       while (!session.abandoned) {
         if (Date.now() >= deadline) {
-          await stream.writeSSE({ data: JSON.stringify(deadlineReached(session.id).toBody()) });
+          await watch.track(stream.writeSSE({ data: JSON.stringify(deadlineReached(session.id).toBody()) }));
           // Like a disconnect: the generation goes on for the grace period, so the client can resume.
           session.abandon(resumeGraceMs);
           return;
@@ -132,31 +149,31 @@ export function relaySSE(c: Context, { session, reader, meta, prices, keepAliveM
           if (Date.now() - lastWrite >= keepAliveMs) {
             const failed = await deadEnd(session, reader);
             if (failed) {
-              await stream.writeSSE({ data: JSON.stringify(failed.toBody()) });
+              await watch.track(stream.writeSSE({ data: JSON.stringify(failed.toBody()) }));
               await session.finish(null, true); // the generation is over: every slot goes back
               return;
             }
-            await stream.write(KEEP_ALIVE_COMMENT);
+            await watch.track(stream.write(KEEP_ALIVE_COMMENT));
             lastWrite = Date.now();
           }
           continue;
         }
-        if (await writeEntries(stream, renderer, session, entries)) return;
+        if (await writeEntries(stream, watch, renderer, session, entries)) return;
         lastWrite = Date.now();
       }
     } catch (err) {
       if (session.abandoned) return;
       const error = relayFailure(err);
-      await stream.writeSSE({ data: JSON.stringify(error.toBody()) });
+      await watch.track(stream.writeSSE({ data: JSON.stringify(error.toBody()) }));
       await session.finish(null, false);
     }
-  });
+  }
 }
 
 /** Writes entries; true when the stream has ended (after `done` or `error`). */
-async function writeEntries(stream: SSEStreamingApi, renderer: ChunkRenderer | TextChunkRenderer, session: CompletionSession, entries: StreamEntry[]): Promise<boolean> {
+async function writeEntries(stream: SSEStreamingApi, watch: StalledWriteWatch, renderer: ChunkRenderer | TextChunkRenderer, session: CompletionSession, entries: StreamEntry[]): Promise<boolean> {
   for (const entry of entries) {
-    for (const data of renderer.render(entry.event)) await stream.writeSSE({ data, id: entry.id });
+    for (const data of renderer.render(entry.event)) await watch.track(stream.writeSSE({ data, id: entry.id }));
     if (entry.event.type === "done") {
       await session.finish(entry.event.usage, true);
       return true;

@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import Redis from "ioredis";
 import type { ChatCompletionChunk } from "../../shared/openai-types.ts";
+import { STALLED_WRITE_MS } from "../../shared/limits.ts";
 import { STREAM_TTL_SECONDS } from "../../shared/redis-keys.ts";
 import { answer, DEV_KEY, EdgeHarness, hello, readSSE, readSSEThenDisconnect } from "./harness.ts";
 
@@ -49,6 +50,24 @@ describe("client disconnect", () => {
     expect(await edge.redis.exists(edge.keys.cancel(job.id))).toBe(0);
   });
 });
+
+  it("raises the cancel when the client stops taking the stream without cancelling it", async () => {
+    // workerd's way of reporting a response write to a vanished client: the body is no longer read, but
+    // neither cancelled nor is request.signal raised. The relay's writes back up; one that waits
+    // STALLED_WRITE_MS counts as the disconnect (then the grace period, then the cancel).
+    const responding = edge.chat(hello({ stream: true }));
+    const job = await edge.nextJob();
+    await edge.publish(job.id, { type: "start", promptTokens: 3, n: 1, seed: "1", node: "t" }, { type: "delta", index: 0, text: "one", tokens: [1] });
+    const body = (await responding).body!.getReader();
+    expect((await body.read()).done).toBe(false);
+    // The node goes on; nobody reads the body any more (and nothing cancels it).
+    for (let i = 0; i < 20; i++) await edge.publish(job.id, { type: "delta", index: 0, text: ` ${i}`, tokens: [10 + i] });
+    const deadline = Date.now() + STALLED_WRITE_MS + 10_000;
+    while (Date.now() < deadline && await edge.redis.exists(edge.keys.cancel(job.id)) === 0) await new Promise((r) => setTimeout(r, 50));
+    expect(await edge.redis.exists(edge.keys.cancel(job.id))).toBe(1);
+    expect(await edge.redis.exists(`${edge.keys.meta(job.id)}:readers`)).toBe(0);
+    await body.cancel();
+  });
 
 describe("GET /v1/chat/completions/{id}/events with Last-Event-ID", () => {
   it("resumes after the last event the client saw: no gap, no duplicate", async () => {
