@@ -20,7 +20,7 @@ export const CHAT_JOB_OPTIONS = {
 export const QUEUE_FULL_RETRY_AFTER_S = 2;
 
 export function chatQueue(redis: RedisClient, keys: RedisKeys): Queue {
-  return new Queue(keys.queue, { connection: redis, prefix: keys.prefix, skipVersionCheck: true });
+  return new Queue(keys.queue, { connection: redis, prefix: keys.queuePrefix, skipVersionCheck: true });
 }
 
 /** Back-pressure: jobs waiting for a node (not those already running). */

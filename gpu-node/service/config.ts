@@ -8,12 +8,14 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { SERVED_MODEL_ID } from "../../shared/limits.ts";
 import { DEFAULT_REDIS_PREFIX, STREAM_TTL_SECONDS } from "../../shared/redis-keys.ts";
+import { parseRedisUrl, type RedisTarget } from "../../shared/redis-url.ts";
 
 /** The tiny model's default home: `models/tiny` at the repository root (ignored by git, built on first start). */
 export const DEFAULT_MODEL_DIR = fileURLToPath(new URL("../../models/tiny", import.meta.url));
 
 export interface NodeConfig {
-  redisUrl: string;
+  /** One Redis or a cluster (REDIS_URL, shared/redis-url.ts). */
+  redis: RedisTarget;
   redisPrefix: string;
   /** null: the tiny model under DEFAULT_MODEL_DIR, built if missing. */
   modelDir: string | null;
@@ -58,15 +60,11 @@ function integer(env: Env, name: string, fallback: number, min: number, max = Nu
 }
 
 export function parseNodeConfig(env: Env = process.env): NodeConfig {
-  const redisUrl = env.REDIS_URL || "redis://127.0.0.1:6379";
-  let url: URL;
+  let redis: RedisTarget;
   try {
-    url = new URL(redisUrl);
-  } catch {
-    throw new ConfigError(`REDIS_URL must be a redis:// or rediss:// URL, got ${JSON.stringify(redisUrl)}`);
-  }
-  if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
-    throw new ConfigError(`REDIS_URL must be a redis:// or rediss:// URL, got protocol ${url.protocol}`);
+    redis = parseRedisUrl(env.REDIS_URL || "redis://127.0.0.1:6379");
+  } catch (err) {
+    throw new ConfigError((err as Error).message); // never the URL itself: it may hold a password
   }
   const redisPrefix = env.REDIS_PREFIX || DEFAULT_REDIS_PREFIX;
   if (!/^[A-Za-z0-9_.-]+$/.test(redisPrefix)) throw new ConfigError(`REDIS_PREFIX may hold only letters, digits, '_', '.', '-', got ${JSON.stringify(redisPrefix)}`);
@@ -84,7 +82,7 @@ export function parseNodeConfig(env: Env = process.env): NodeConfig {
   }
   const threads = env.INTRA_OP_THREADS;
   return {
-    redisUrl,
+    redis,
     redisPrefix,
     modelDir: env.MODEL_DIR ? path.resolve(env.MODEL_DIR) : null,
     ep,

@@ -3,7 +3,6 @@
  * status server, wired together; and its shutdown: stop taking jobs, drain, hand back, close.
  */
 import { Worker } from "bullmq";
-import { Redis } from "ioredis";
 import { redisKeys } from "../../shared/redis-keys.ts";
 import { CANCEL_TTL_SECONDS } from "../../shared/redis-keys.ts";
 import { Engine } from "../engine/engine.ts";
@@ -16,6 +15,7 @@ import { NodeMetrics } from "./metrics.ts";
 import { startStatusServer, type StatusServer } from "./status-server.ts";
 import { StreamPublisher } from "./stream-publisher.ts";
 import { NodeHeartbeat } from "./node-heartbeat.ts";
+import { openRedisConnection } from "./redis-connection.ts";
 
 /** A job may stall this many times (its node died) before BullMQ fails it for good. */
 export const MAX_STALLED_COUNT = 2;
@@ -37,7 +37,7 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
   const metrics = new NodeMetrics(config.nodeName);
   let engine: Engine | null = null;
   let consumer: JobConsumer | null = null;
-  const commands = new Redis(config.redisUrl, { lazyConnect: true, connectionName: `${config.nodeName}:commands` });
+  const commands = openRedisConnection(config.redis, { lazyConnect: true, connectionName: `${config.nodeName}:commands` });
   commands.on("error", (err: Error) => log.warn({ err: err.message }, "redis connection error"));
 
   // The status server comes up first: /health answers while the model loads.
@@ -76,7 +76,8 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
   const stopped = new Promise<number>((resolve) => (resolveStopped = resolve));
   let shuttingDown: Promise<number> | null = null;
 
-  const publisher = new StreamPublisher(commands, config.streamTtlSeconds, Math.max(config.streamTtlSeconds, CANCEL_TTL_SECONDS), (id, reason) => consumer?.lose(id, reason),
+  const liveTtlSeconds = Math.max(config.streamTtlSeconds, CANCEL_TTL_SECONDS);
+  const publisher = new StreamPublisher(commands, config.streamTtlSeconds, liveTtlSeconds, (id, reason) => consumer?.lose(id, reason),
     (wallMs, hostMs) => {
       metrics.streamPublish.observe(wallMs / 1000);
       metrics.streamPublishHost.inc(hostMs / 1000);
@@ -85,11 +86,11 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
   const gate = new AdmissionGate(engine, config.maxBatch);
   const cancels = await CancelListener.start(commands, keys, (id) => consumer?.cancel(id), log);
   // BullMQ's own connection: blocking fetches need maxRetriesPerRequest null.
-  const queueConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null, connectionName: `${config.nodeName}:queue` });
+  const queueConnection = openRedisConnection(config.redis, { maxRetriesPerRequest: null, connectionName: `${config.nodeName}:queue` });
   queueConnection.on("error", (err: Error) => log.warn({ err: err.message }, "redis queue connection error"));
   const worker = new Worker(keys.queue, null, {
     connection: queueConnection,
-    prefix: keys.prefix,
+    prefix: keys.queuePrefix,
     autorun: false,
     name: config.nodeName,
     lockDuration: config.lockDurationMs,
@@ -126,6 +127,7 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
     engine, worker, redis: commands, publisher, cancels, gate, metrics, log, keys,
     servedModelId: config.servedModelId,
     lockDurationMs: config.lockDurationMs,
+    liveTtlSeconds,
     onEngineFailure: (err) => void shutdown(`engine failed: ${err.message}`, 1, 0),
   });
   consumer.start();

@@ -15,7 +15,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { UnrecoverableError, type Job, type Worker } from "bullmq";
-import type { Redis } from "ioredis";
+import type { RedisConnection } from "./redis-connection.ts";
 import { parseChatJob, type ChatJob, type StreamEvent } from "../../shared/protocol.ts";
 import type { RedisKeys } from "../../shared/redis-keys.ts";
 import type { Engine } from "../engine/engine.ts";
@@ -32,7 +32,7 @@ export interface JobConsumerDeps {
   /** Created with no processor and `autorun: false`. */
   worker: Worker;
   /** Commands connection (stream reads). */
-  redis: Redis;
+  redis: RedisConnection;
   publisher: StreamPublisher;
   cancels: CancelListener;
   gate: AdmissionGate;
@@ -41,6 +41,8 @@ export interface JobConsumerDeps {
   keys: RedisKeys;
   servedModelId: string;
   lockDurationMs: number;
+  /** How long a live request's keys last without a write (the publisher's live TTL). */
+  liveTtlSeconds: number;
   /** The engine failed: the node cannot serve any more (main exits non-zero after a drain). */
   onEngineFailure: (err: Error) => void;
 }
@@ -193,7 +195,10 @@ export class JobConsumer {
   private async run(held: HeldJob): Promise<void> {
     const { keys, publisher, metrics, log } = this.deps;
     const { id, job } = held;
-    const target = { id, streamKey: keys.stream(id), lockKey: `${this.deps.worker.toKey(id)}:lock`, token: held.token };
+    const target = { id, streamKey: keys.stream(id), ownerKey: keys.owner(id), token: held.token };
+    // Claim the stream before reading it: a node that lost this job is refused from here on, so what
+    // the read sees is all it will ever have written (stream-publisher.ts).
+    await this.deps.redis.set(target.ownerKey, held.token, "EX", this.deps.liveTtlSeconds);
 
     let chat: ChatJob;
     try {

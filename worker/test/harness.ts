@@ -29,7 +29,7 @@ export class EdgeHarness {
     this.prefix = `phi4test-${name}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
     this.keys = redisKeys(this.prefix);
     this.redis = new Redis("redis://127.0.0.1:6379", { commandTimeout: 5000, maxRetriesPerRequest: 1 });
-    this.queue = new Queue(this.keys.queue, { connection: this.redis, prefix: this.prefix, skipVersionCheck: true });
+    this.queue = new Queue(this.keys.queue, { connection: this.redis, prefix: this.keys.queuePrefix, skipVersionCheck: true });
   }
 
   env(extra: Partial<WorkerEnv> = {}): WorkerEnv {

@@ -7,7 +7,7 @@ describe("parseNodeConfig", () => {
   it("serves the tiny model against local Redis by default", () => {
     const c = parseNodeConfig({});
     expect(c).toMatchObject({
-      redisUrl: "redis://127.0.0.1:6379", redisPrefix: "phi4", modelDir: null, ep: "cpu", servedModelId: "microsoft/phi-4",
+      redis: { kind: "single", url: "redis://127.0.0.1:6379" }, redisPrefix: "phi4", modelDir: null, ep: "cpu", servedModelId: "microsoft/phi-4",
       maxBatch: 32, kvBlockSize: 16, metricsPort: 9464, drainTimeoutMs: 30_000, lockDurationMs: 30_000, streamTtlSeconds: 600,
     });
   });
@@ -18,13 +18,29 @@ describe("parseNodeConfig", () => {
     ["KV_CACHE_TOKENS", "-5", /KV_CACHE_TOKENS/],
     ["KV_BLOCK_SIZE", "2.5", /KV_BLOCK_SIZE/],
     ["ORT_EP", "tpu", /ORT_EP must be 'cpu' or 'cuda'/],
-    ["REDIS_URL", "http://x", /REDIS_URL must be a redis/],
+    ["REDIS_URL", "http://x", /REDIS_URL must be redis:\/\//],
+    ["REDIS_URL", "redis-cluster://10.0.0.1", /cluster seed node 1 is not host:port/],
     ["REDIS_PREFIX", "a b", /REDIS_PREFIX/],
     ["METRICS_PORT", "70000", /METRICS_PORT/],
     ["DRAIN_TIMEOUT_MS", "soon", /DRAIN_TIMEOUT_MS/],
   ])("rejects %s=%s naming the variable", (name, value, message) => {
     expect(() => parseNodeConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => parseNodeConfig({ [name]: value })).toThrow(message);
+  });
+
+  it("reads a redis-cluster:// URL as the cluster's seed nodes with their credentials", () => {
+    expect(parseNodeConfig({ REDIS_URL: "rediss-cluster://default:s%40cret@10.0.0.1:6379,[::1]:7000" }).redis).toEqual({
+      kind: "cluster", nodes: [{ host: "10.0.0.1", port: 6379 }, { host: "::1", port: 7000 }], username: "default", password: "s@cret", tls: true,
+    });
+  });
+
+  it.each(["redis://user:hunter2@[bad", "redis-cluster://user:hunter2@host", "http://user:hunter2@host"])("never echoes a REDIS_URL that does not parse (%s)", (url) => {
+    expect(() => parseNodeConfig({ REDIS_URL: url })).toThrow(ConfigError);
+    try {
+      parseNodeConfig({ REDIS_URL: url });
+    } catch (err) {
+      expect((err as Error).message).not.toContain("hunter2");
+    }
   });
 
   it("rejects a KV cache smaller than one block", () => {
