@@ -34,6 +34,8 @@ export interface RedisKeys {
    * job, checked by every append, so a node that lost the job never writes behind its successor.
    */
   owner(id: string): string;
+  /** How many times nodes have started the request on their engine (a job that crashes nodes is stopped). */
+  starts(id: string): string;
   /** Live GPU nodes (sorted set of node names by last heartbeat; node-registry.ts). */
   nodes: string;
   /** Request metadata the Worker needs to resume a stream (owner key hash, shape options). */
@@ -54,6 +56,7 @@ export function redisKeys(prefix: string = DEFAULT_REDIS_PREFIX): RedisKeys {
     cancel: (id) => `${prefix}:cancel:{${id}}`,
     cancelChannel: `${prefix}:cancel`,
     owner: (id) => `${prefix}:owner:{${id}}`,
+    starts: (id) => `${prefix}:starts:{${id}}`,
     nodes: `${prefix}:nodes`,
     meta: (id) => `${prefix}:meta:{${id}}`,
     rateWindow: (keyHash, kind, window) => `${prefix}:rl:{${keyHash}}:${kind}:${window}`,

@@ -34,6 +34,8 @@ export interface NodeConfig {
   lockDurationMs: number;
   /** BullMQ: how often this node looks for other nodes' stalled jobs. */
   stalledIntervalMs: number;
+  /** Engine starts a request gets over all nodes before it counts as the cause of their crashes. */
+  maxJobStarts: number;
   /** How long a finished request's stream stays readable. */
   streamTtlSeconds: number;
   /** onnxruntime intra-op threads; undefined lets the runtime decide. */
@@ -96,6 +98,7 @@ export function parseNodeConfig(env: Env = process.env): NodeConfig {
     drainTimeoutMs: integer(env, "DRAIN_TIMEOUT_MS", 30_000, 0),
     lockDurationMs,
     stalledIntervalMs: integer(env, "STALLED_INTERVAL_MS", Math.max(100, Math.round(lockDurationMs)), 100),
+    maxJobStarts: integer(env, "MAX_JOB_STARTS", 3, 1, 100),
     streamTtlSeconds: integer(env, "STREAM_TTL_SECONDS", STREAM_TTL_SECONDS, 1),
     intraOpThreads: threads === undefined || threads === "" ? undefined : integer(env, "INTRA_OP_THREADS", 0, 1, 1024),
     logLevel,

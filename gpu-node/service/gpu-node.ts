@@ -17,8 +17,6 @@ import { StreamPublisher } from "./stream-publisher.ts";
 import { NodeHeartbeat } from "./node-heartbeat.ts";
 import { openRedisConnection } from "./redis-connection.ts";
 
-/** A job may stall this many times (its node died) before BullMQ fails it for good. */
-export const MAX_STALLED_COUNT = 2;
 /** How long a blocked fetch waits for a job before it loops (bounds how long a close waits for it). */
 const FETCH_BLOCK_SECONDS = 2;
 const READY_PING_TIMEOUT_MS = 1000;
@@ -95,7 +93,9 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
     name: config.nodeName,
     lockDuration: config.lockDurationMs,
     stalledInterval: config.stalledIntervalMs,
-    maxStalledCount: MAX_STALLED_COUNT,
+    // BullMQ's own limit is only the backstop: the start count (job-consumer.ts) ends a crashing job
+    // first, with an error event in its stream, at the pickup after its last allowed start.
+    maxStalledCount: config.maxJobStarts,
     drainDelay: FETCH_BLOCK_SECONDS,
   });
   worker.on("error", (err: Error) => log.warn({ err: err.message }, "queue worker error"));
@@ -128,6 +128,7 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
     servedModelId: config.servedModelId,
     lockDurationMs: config.lockDurationMs,
     liveTtlSeconds,
+    maxJobStarts: config.maxJobStarts,
     onEngineFailure: (err) => void shutdown(`engine failed: ${err.message}`, 1, 0),
   });
   consumer.start();

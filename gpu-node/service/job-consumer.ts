@@ -22,7 +22,7 @@ import type { Engine } from "../engine/engine.ts";
 import type { AdmissionGate } from "./admission-gate.ts";
 import type { CancelListener } from "./cancel-listener.ts";
 import { readPublished, resumeSubmission, type PublishedProgress } from "./failover.ts";
-import { jobIdMismatchError, malformedJobError, unknownModelError, type ErrorEvent } from "./job-rejection.ts";
+import { crashingJobError, jobIdMismatchError, malformedJobError, unknownModelError, type ErrorEvent } from "./job-rejection.ts";
 import type { Logger } from "./logger.ts";
 import type { NodeMetrics, RequestOutcome } from "./metrics.ts";
 import type { StreamPublisher } from "./stream-publisher.ts";
@@ -43,6 +43,8 @@ export interface JobConsumerDeps {
   lockDurationMs: number;
   /** How long a live request's keys last without a write (the publisher's live TTL). */
   liveTtlSeconds: number;
+  /** Engine starts a request gets (over all nodes) before it is failed as the likely cause of their crashes. */
+  maxJobStarts: number;
   /** The engine failed: the node cannot serve any more (main exits non-zero after a drain). */
   onEngineFailure: (err: Error) => void;
 }
@@ -59,6 +61,8 @@ interface HeldJob {
   pickedAt: number;
   state: HeldState;
   cancelRequested: boolean;
+  /** This pickup counted as one of the request's engine starts. */
+  countedStart: boolean;
   submitted: boolean;
   settled: Promise<void>;
 }
@@ -180,7 +184,7 @@ export class JobConsumer {
     const id = job.id!;
     const held: HeldJob = {
       id, job, token, sequences: 1, pickedAt: performance.now(), state: "running",
-      cancelRequested: false, submitted: false, settled: Promise.resolve(),
+      cancelRequested: false, countedStart: false, submitted: false, settled: Promise.resolve(),
     };
     this.held.set(id, held);
     held.settled = this.run(held)
@@ -216,6 +220,13 @@ export class JobConsumer {
     if (modelError) return this.reject(held, target, modelError, published.entries);
     publisher.open(target, published.entries);
     if (cancelRaised || held.cancelRequested) return this.endCancelledUnstarted(held, chat.request.n, published);
+
+    // Count the start before the engine sees the job: a job that takes its node down (the engine thread
+    // fails, or the process dies) comes back, and after maxJobStarts it is ended instead of run again.
+    // A drain's hand-back gives its start back (handBack).
+    const [[, starts]] = (await this.deps.redis.multi().incr(keys.starts(id)).expire(keys.starts(id), this.deps.liveTtlSeconds).exec())! as [[Error | null, number]];
+    if (starts > this.deps.maxJobStarts) return this.reject(held, target, crashingJobError(starts - 1), published.entries);
+    held.countedStart = true;
 
     const resumed = published.start !== null;
     if (resumed) metrics.resumed.inc();
@@ -345,7 +356,9 @@ export class JobConsumer {
     }
   }
 
-  private async handBack(held: HeldJob): Promise<void> {
+  private async handBack(held: HeldJob, engineFailed = false): Promise<void> {
+    // A drain is no fault of the job's: its start does not count against it.
+    if (held.countedStart && !engineFailed) await this.deps.redis.decr(this.deps.keys.starts(held.id)).catch(() => undefined);
     await held.job.moveToWait(held.token);
     this.deps.metrics.requests.inc({ outcome: "handed_back" });
     this.deps.log.info({ jobId: held.id }, "job handed back to the queue");
@@ -355,7 +368,7 @@ export class JobConsumer {
     this.deps.log.fatal({ jobId: held.id, err: err.message }, "engine failed");
     if (held.state === "running") held.state = "handing_back";
     await this.deps.publisher.settled(held.id).catch(() => "lost");
-    await this.handBack(held).catch(() => undefined);
+    await this.handBack(held, true).catch(() => undefined);
     this.deps.onEngineFailure(err);
   }
 

@@ -31,3 +31,15 @@ export function unknownModelError(model: string, served: string): ErrorEvent | n
     param: "model",
   };
 }
+
+/**
+ * A job that nodes started `starts` times without finishing it (each start ended with the engine or the
+ * node failing): most likely it is what crashes them, so it is not tried again.
+ */
+export function crashingJobError(starts: number): ErrorEvent {
+  return {
+    type: "error", status: 500, errorType: "server_error", code: "request_crashed_nodes",
+    message: `The request was started ${starts} times and each time the GPU node serving it failed; it will not be retried.`,
+    param: null,
+  };
+}
