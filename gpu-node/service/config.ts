@@ -34,6 +34,8 @@ export interface NodeConfig {
   lockDurationMs: number;
   /** BullMQ: how often this node looks for other nodes' stalled jobs. */
   stalledIntervalMs: number;
+  /** A node whose engine holds work but has not stepped for this long gives its jobs up (step-watchdog.ts). */
+  stepWatchdogMs: number;
   /** Engine starts a request gets over all nodes before it counts as the cause of their crashes. */
   maxJobStarts: number;
   /** How long a finished request's stream stays readable. */
@@ -99,6 +101,7 @@ export function parseNodeConfig(env: Env = process.env): NodeConfig {
     lockDurationMs,
     stalledIntervalMs: integer(env, "STALLED_INTERVAL_MS", Math.max(100, Math.round(lockDurationMs)), 100),
     maxJobStarts: integer(env, "MAX_JOB_STARTS", 3, 1, 100),
+    stepWatchdogMs: integer(env, "STEP_WATCHDOG_MS", 60_000, 100),
     streamTtlSeconds: integer(env, "STREAM_TTL_SECONDS", STREAM_TTL_SECONDS, 1),
     intraOpThreads: threads === undefined || threads === "" ? undefined : integer(env, "INTRA_OP_THREADS", 0, 1, 1024),
     logLevel,

@@ -16,6 +16,7 @@ import { startStatusServer, type StatusServer } from "./status-server.ts";
 import { StreamPublisher } from "./stream-publisher.ts";
 import { NodeHeartbeat } from "./node-heartbeat.ts";
 import { openRedisConnection } from "./redis-connection.ts";
+import { StepWatchdog } from "./step-watchdog.ts";
 
 /** How long a blocked fetch waits for a job before it loops (bounds how long a close waits for it). */
 const FETCH_BLOCK_SECONDS = 2;
@@ -35,6 +36,7 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
   const metrics = new NodeMetrics(config.nodeName);
   let engine: Engine | null = null;
   let consumer: JobConsumer | null = null;
+  let watchdog: StepWatchdog | null = null;
   const commands = openRedisConnection(config.redis, { lazyConnect: true, connectionName: `${config.nodeName}:commands` });
   commands.on("error", (err: Error) => log.warn({ err: err.message }, "redis connection error"));
 
@@ -42,6 +44,7 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
   const status: StatusServer = await startStatusServer(config.metricsPort, {
     notReadyReason: async () => {
       if (!engine) return "model loading";
+      if (watchdog?.stallReason) return watchdog.stallReason;
       if (!consumer?.isTakingJobs) return "not taking jobs";
       const pong = await Promise.race([
         commands.ping().catch(() => null),
@@ -106,6 +109,7 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
   const shutdown = (reason: string, exitCode = 0, drainTimeoutMs = config.drainTimeoutMs): Promise<number> => {
     shuttingDown ??= (async () => {
       log.info({ reason, jobsHeld: consumer!.jobsHeld, drainTimeoutMs }, "draining");
+      watchdog?.stop();
       await heartbeat.stop();
       const { finished, handedBack } = await consumer!.drain(drainTimeoutMs);
       await consumer!.stop();
@@ -133,6 +137,11 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
   });
   consumer.start();
   await heartbeat.start();
+  watchdog = new StepWatchdog(engine, config.stepWatchdogMs, () => consumer!.jobsHeld > 0, () => {
+    consumer!.abandon();
+    void heartbeat.stop();
+  }, log);
+  watchdog.start();
   log.info({ prefix: keys.prefix, maxBatch: config.maxBatch, kvCacheTokens: config.kvCacheTokens }, "ready");
 
   return {

@@ -102,6 +102,17 @@ export class JobConsumer {
     if (held.submitted && held.state === "running") this.deps.engine.abort(id);
   }
 
+  /**
+   * The engine is stuck (step-watchdog.ts): stop renewing locks and taking jobs, so the held jobs lapse
+   * to other nodes, whose owner claim then fences off anything this node still writes.
+   */
+  abandon(): void {
+    this.stopping = true;
+    if (this.lockTimer) clearInterval(this.lockTimer);
+    this.lockTimer = null;
+    this.deps.gate.poke();
+  }
+
   /** The publisher could not write this request's stream: another node owns it now. */
   lose(id: string, reason: string): void {
     const held = this.held.get(id);
