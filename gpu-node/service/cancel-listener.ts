@@ -1,7 +1,8 @@
 /**
  * The Worker's cancel signal (shared/redis-keys.ts): it SETs `cancel(id)` with a TTL and PUBLISHes the
  * id on `cancelChannel`. A running request hears the message (one subscriber connection per node); a
- * job picked up after the message was sent finds the key instead (`isRaised`, checked at pickup).
+ * job picked up after the message was sent finds the key instead (`isRaised`, checked at pickup), and
+ * a running one reads the key every few steps too, for a message lost while the subscriber reconnected.
  */
 import type { RedisConnection } from "./redis-connection.ts";
 import type { RedisKeys } from "../../shared/redis-keys.ts";

@@ -67,6 +67,12 @@ interface HeldJob {
   settled: Promise<void>;
 }
 
+/**
+ * A running request also reads its cancel key every this many deltas: the pub/sub message is the fast
+ * path, but one published while the subscriber reconnects is gone, and the key is not.
+ */
+export const CANCEL_POLL_DELTAS = 16;
+
 /** How long the fetch loop waits for a change before asking the engine again. */
 const GATE_RECHECK_MS = 50;
 
@@ -280,6 +286,7 @@ export class JobConsumer {
     const { publisher, metrics, gate } = this.deps;
     const lastTokenAt = new Float64Array(n);
     let firstToken = true;
+    let deltas = 0;
     for await (const event of events) {
       gate.poke(); // an engine step happened: room may have opened
       if (held.state !== "running") {
@@ -292,6 +299,7 @@ export class JobConsumer {
           metrics.promptTokens.inc(event.promptTokens);
           break;
         case "delta": {
+          if (++deltas % CANCEL_POLL_DELTAS === 0 && !held.cancelRequested) void this.pollCancel(held.id);
           const count = event.tokens.length;
           if (count > 0) {
             const now = performance.now();
@@ -314,6 +322,14 @@ export class JobConsumer {
       if (event.type === "done" || event.type === "error") return event;
     }
     return null;
+  }
+
+  private async pollCancel(id: string): Promise<void> {
+    try {
+      if (await this.deps.cancels.isRaised(id)) this.cancel(id);
+    } catch {
+      // Redis away: the next poll (or the pub/sub message) tells.
+    }
   }
 
   /**
