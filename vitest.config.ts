@@ -12,8 +12,6 @@ export default defineConfig({
             wrangler: { configPath: "./wrangler.toml" },
             miniflare: {
               bindings: { DEV_API_KEY: "sk-test-dev-key", REDIS_PREFIX: "phi4test" },
-              // The optional admission gateway (worker/redis-gateway.ts), so its test runs too.
-              durableObjects: { REDIS_GATEWAY: "RedisGateway" },
             },
           }),
         ],

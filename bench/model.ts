@@ -18,7 +18,8 @@ import { RandomWeights } from "../gpu-node/model/random-weights.ts";
 import { writeModel } from "../gpu-node/model/write-model.ts";
 import { tinyConfig } from "../gpu-node/model/cli/tiny-model.ts";
 import type { Phi3Config } from "../gpu-node/model/phi3-config.ts";
-import { ModelRunner, type BatchRow } from "../gpu-node/runner/model-runner.ts";
+import { ModelRunner } from "../gpu-node/runner/model-runner.ts";
+import type { BatchRow } from "../gpu-node/runner/step-runner.ts";
 
 const PROMPT = 512;
 const BLOCK = 16;

@@ -9,7 +9,8 @@
  */
 import { VOCAB_SIZE } from "../shared/limits.ts";
 import { seedWords, uniformFromWords } from "../gpu-node/engine/prng.ts";
-import { DEFAULT_SAMPLING, Sampler, TokenCounts, type SamplingParams } from "../gpu-node/engine/sampler.ts";
+import { applyBiasAndPenalties } from "../gpu-node/engine/logit-adjustments.ts";
+import { DEFAULT_SAMPLING, drawsFromCandidates, Sampler, TokenCounts, type SamplingParams } from "../gpu-node/engine/sampler.ts";
 import { LogitsPreselector } from "../gpu-node/engine/logits-preselector.ts";
 
 const json = process.argv.includes("--json");
@@ -120,14 +121,14 @@ async function timeBatches(body: (i: number) => Promise<void>): Promise<number[]
   return out.sort((a, b) => a - b);
 }
 const batchCopy = await timeBatches(async () => batchWork.set(batchRows.flat));
-const batchCases = cases.filter((c) => Sampler.usesCandidates(c.params, preselector.k));
+const batchCases = cases.filter((c) => drawsFromCandidates(c.params, preselector.k, VOCAB_SIZE));
 for (const c of batchCases) {
   const name = `${c.name}, preselected`;
   results[name] = {} as Record<(typeof shapes)[number], Figures>;
   for (const shape of shapes) {
     const times = await timeBatches(async (i) => {
       batchWork.set(batchRows[shape]);
-      for (let r = 0; r < BATCH; r++) sampler.prepare(batchWork, r * VOCAB_SIZE, c.params, history);
+      for (let r = 0; r < BATCH; r++) applyBiasAndPenalties(batchWork, r * VOCAB_SIZE, VOCAB_SIZE, c.params, history);
       const candidates = await preselector.run(batchWork, BATCH, c.params.logprobs);
       for (let r = 0; r < BATCH; r++) sampler.draw(batchWork, r * VOCAB_SIZE, c.params, uniformFromWords(seedLo, seedHi, r, i), candidates, r);
     });

@@ -12,21 +12,20 @@
  * deleted at the end.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { fileURLToPath } from "node:url";
 import { createParser } from "eventsource-parser";
 import Redis from "ioredis";
 import { encodeStreamEvent, type StreamEvent } from "../shared/protocol.ts";
 import { redisKeys } from "../shared/redis-keys.ts";
 
-interface Options { json: boolean; requests: number; concurrency: number; chunks: number; port: number; gateway: boolean }
+interface Options { json: boolean; requests: number; concurrency: number; chunks: number; port: number }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { gateway: false, json: false, requests: 400, concurrency: 8, chunks: 200, port: 8790 + Math.floor(Math.random() * 200) };
+  const o: Options = { json: false, requests: 400, concurrency: 8, chunks: 200, port: 8790 + Math.floor(Math.random() * 200) };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = () => { const v = Number(argv[++i]); if (!Number.isInteger(v) || v <= 0) throw new Error(`${a} takes a positive integer`); return v; };
@@ -35,7 +34,6 @@ function parseOptions(argv: string[]): Options {
     else if (a === "--concurrency") o.concurrency = num();
     else if (a === "--chunks") o.chunks = num();
     else if (a === "--port") o.port = num();
-    else if (a === "--gateway") o.gateway = true;
     else throw new Error(`unknown option ${a}`);
   }
   return o;
@@ -53,7 +51,6 @@ async function startWranglerDev(o: Options, prefix: string, devKey: string, stat
   const vars = { DEV_API_KEY: devKey, REDIS_PREFIX: prefix, SSE_HOLD_MS: "0", RATE_LIMIT_RPM: "1000000", RATE_LIMIT_TPM: "1000000000", RATE_LIMIT_CONCURRENT: "10000", MAX_QUEUE_DEPTH: "1000000" };
   const args = [bin, "dev", "--ip", "127.0.0.1", "--port", String(o.port), "--persist-to", stateDir, "--show-interactive-dev-session=false", "--log-level", "warn"];
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
-  if (o.gateway) args.push("--config", gatewayConfig(stateDir));
   const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"], detached: true, env: { ...process.env, WRANGLER_SEND_METRICS: "false" } });
   let stderr = "";
   child.stderr!.on("data", (d) => { stderr += String(d); });
@@ -66,18 +63,6 @@ async function startWranglerDev(o: Options, prefix: string, devKey: string, stat
     await sleep(250);
   }
   throw new Error(`wrangler dev did not come up on port ${o.port}:\n${stderr}`);
-}
-
-/**
- * The --gateway experiment: wrangler.toml plus a Durable Object binding (REDIS_GATEWAY), so admission
- * runs on the gateway's long-lived Redis connection instead of a per-request one.
- */
-function gatewayConfig(dir: string): string {
-  const root = fileURLToPath(new URL("..", import.meta.url));
-  const toml = readFileSync(join(root, "wrangler.toml"), "utf8").replace(/^main = .*$/m, `main = ${JSON.stringify(join(root, "worker/index.ts"))}`);
-  const path = join(dir, "wrangler.gateway.toml");
-  writeFileSync(path, `${toml}\n[[durable_objects.bindings]]\nname = "REDIS_GATEWAY"\nclass_name = "RedisGateway"\n\n[[migrations]]\ntag = "v1"\nnew_sqlite_classes = ["RedisGateway"]\n`);
-  return path;
 }
 
 function stopWranglerDev(child: ChildProcess): void {
@@ -222,7 +207,7 @@ async function main() {
     const admission1 = await measureAdmission(base, devKey, redis, prefix, Math.max(50, Math.floor(o.requests / 4)), 1);
     const admission = await measureAdmission(base, devKey, redis, prefix, o.requests, o.concurrency);
     const relay = await measureRelay(base, devKey, redis, prefix, o.chunks);
-    const result = { redisConnection: o.gateway ? "Durable Object gateway (admission) + per-request (relay)" : "per request", machine: "node-svc, 2 cores", runtime: "wrangler dev 4.86 (workerd), loopback, Redis 127.0.0.1:6379", health, admission: [admission1, admission], relay };
+    const result = { redisConnection: "per request", machine: "node-svc, 2 cores", runtime: "wrangler dev 4.86 (workerd), loopback, Redis 127.0.0.1:6379", health, admission: [admission1, admission], relay };
     if (o.json) {
       console.log(JSON.stringify(result, null, 2));
     } else {

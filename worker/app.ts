@@ -1,18 +1,21 @@
 /**
- * The edge API: OpenAI's chat-completions surface in front of the GPU queue. Middlewares in order:
- * CORS, configuration, errors in OpenAI's shape, Bearer auth on /v1; then the routes.
+ * The edge API: OpenAI's surface in front of the GPU queue. Middlewares in order: CORS,
+ * configuration, errors in OpenAI's shape; on /v1 Bearer auth and the body limit; then the routes,
+ * one Hono sub-app per resource (a new route is one `app.route` line here).
  */
 import { Hono } from "hono";
 import { cors } from "hono/cors";
+import { HTTPException } from "hono/http-exception";
 import { ApiError } from "../shared/errors.ts";
 import type { AppEnv } from "./app-env.ts";
-import { authenticate } from "./auth.ts";
-import { edgeConfig } from "./env.ts";
+import { apiKeyAuth } from "./auth.ts";
 import { errorResponse, notFound, toApiError } from "./error-response.ts";
-import { chatCompletions } from "./routes/chat-completions.ts";
-import { completionEvents } from "./routes/completion-events.ts";
-import { health } from "./routes/health.ts";
-import { getModel, listModels } from "./routes/models.ts";
+import { requestBodyLimit } from "./middleware/body-limit.ts";
+import { withEdgeConfig } from "./middleware/edge-config.ts";
+import { chatCompletionRoutes } from "./routes/chat-completions.ts";
+import { completionEventRoutes } from "./routes/completion-events.ts";
+import { healthRoutes } from "./routes/health.ts";
+import { modelRoutes } from "./routes/models.ts";
 
 export const app = new Hono<AppEnv>();
 
@@ -23,27 +26,21 @@ app.use("*", cors({
   exposeHeaders: ["Retry-After", "X-Request-Id"],
   maxAge: 86400,
 }));
-
-app.use("*", async (c, next) => {
-  c.set("config", edgeConfig(c.env));
-  await next();
-});
+app.use("*", withEdgeConfig);
 
 app.onError((err) => {
+  // Middlewares (bearer-auth) carry their finished OpenAI-shaped response.
+  if (err instanceof HTTPException) return err.getResponse();
   // Only what went wrong, never the request (keys and prompts stay out of logs).
   if (!(err instanceof ApiError)) console.error(`unhandled ${err.name}: ${err.message}`);
   return errorResponse(toApiError(err));
 });
 app.notFound((c) => errorResponse(notFound(`Unknown request URL: ${c.req.method} ${new URL(c.req.url).pathname.slice(0, 200)}.`, "unknown_url")));
 
-app.use("/v1/*", async (c, next) => {
-  c.set("caller", await authenticate(c.env, c.req.header("authorization"), c.get("config").defaultLimits));
-  await next();
-});
+app.use("/v1/*", apiKeyAuth, requestBodyLimit);
 
-app.get("/health", health);
-app.get("/v1/models", listModels);
-app.get("/v1/models/:id{.+}", getModel);
-app.post("/v1/chat/completions", chatCompletions);
-app.post("/v1/openai/chat/completions", chatCompletions);
-app.get("/v1/chat/completions/:id/events", completionEvents);
+app.route("/", healthRoutes);
+app.route("/v1", modelRoutes);
+app.route("/v1", chatCompletionRoutes);
+app.route("/v1/openai", chatCompletionRoutes);
+app.route("/v1", completionEventRoutes);

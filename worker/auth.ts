@@ -1,10 +1,14 @@
 /**
- * Bearer-key authentication. The presented key is hashed and looked up in the API_KEYS namespace; the
- * development key (DEV_API_KEY, for `wrangler dev`) is compared hash-to-hash in constant time.
+ * Bearer-key authentication (hono/bearer-auth with a verifyToken that looks the key up). The presented
+ * key is hashed and looked up in the API_KEYS namespace; the development key (DEV_API_KEY, see
+ * development-key.ts) is compared hash-to-hash in constant time. Every refusal is OpenAI's 401.
  */
+import { bearerAuth } from "hono/bearer-auth";
 import { ApiError } from "../shared/errors.ts";
 import { constantTimeEqual, isApiKeyRecord, sha256Hex } from "./api-key.ts";
+import type { AppEnv } from "./app-env.ts";
 import type { RateLimits, WorkerEnv } from "./env.ts";
+import { errorResponse } from "./error-response.ts";
 
 export interface Caller {
   /** SHA-256 hex of the key: what rate limits and stream ownership are keyed by. */
@@ -13,27 +17,20 @@ export interface Caller {
   limits: RateLimits;
 }
 
-function unauthorized(message: string): ApiError {
-  return new ApiError(401, "authentication_error", message, "invalid_api_key");
+function unauthorized(message: string): Response {
+  return errorResponse(new ApiError(401, "authentication_error", message, "invalid_api_key"));
 }
 
-function bearerKey(header: string | undefined): string | null {
-  if (!header) return null;
-  const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
-  return match ? match[1] : null;
-}
+const NO_KEY = "You didn't provide an API key. Provide it in the Authorization header as 'Bearer <key>'.";
 
-export async function authenticate(env: WorkerEnv, authorization: string | undefined, defaults: RateLimits): Promise<Caller> {
-  const key = bearerKey(authorization);
-  if (key === null) {
-    throw unauthorized("You didn't provide an API key. Provide it in the Authorization header as 'Bearer <key>'.");
-  }
+/** The caller a key belongs to, or null for an unknown or disabled key. */
+export async function identify(env: WorkerEnv, key: string, defaults: RateLimits): Promise<Caller | null> {
   const keyHash = await sha256Hex(key);
   if (env.DEV_API_KEY && constantTimeEqual(keyHash, await sha256Hex(env.DEV_API_KEY))) {
     return { keyHash, name: "development", limits: defaults };
   }
   const record: unknown = await env.API_KEYS.get(keyHash, { type: "json", cacheTtl: 60 }).catch(() => null);
-  if (!isApiKeyRecord(record) || record.disabled) throw unauthorized("Incorrect API key provided.");
+  if (!isApiKeyRecord(record) || record.disabled) return null;
   return {
     keyHash,
     name: record.name,
@@ -44,3 +41,14 @@ export async function authenticate(env: WorkerEnv, authorization: string | undef
     },
   };
 }
+
+export const apiKeyAuth = bearerAuth<AppEnv>({
+  verifyToken: async (token, c) => {
+    const caller = await identify(c.env, token, c.get("config").defaultLimits);
+    if (caller) c.set("caller", caller);
+    return caller !== null;
+  },
+  noAuthenticationHeader: { message: () => unauthorized(NO_KEY) },
+  invalidAuthenticationHeader: { message: () => unauthorized(NO_KEY) },
+  invalidToken: { message: () => unauthorized("Incorrect API key provided.") },
+});

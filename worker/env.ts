@@ -2,15 +2,13 @@
  * The Worker's bindings and vars (wrangler.toml, .dev.vars, secrets), and the numbers read from them.
  * Vars arrive as strings; they are parsed once per request into EdgeConfig.
  */
-import type { DurableObjectNamespace, KVNamespace } from "@cloudflare/workers-types/latest/index.ts";
+import type { KVNamespace } from "@cloudflare/workers-types/latest/index.ts";
 import { DEFAULT_REDIS_PREFIX } from "../shared/redis-keys.ts";
 import { SERVED_MODEL_ID } from "../shared/limits.ts";
 import { pricesFromVars, type Prices } from "../shared/pricing.ts";
 
 export interface WorkerEnv {
   API_KEYS: KVNamespace;
-  /** Experiment only (see redis-gateway.ts): admission through a Durable Object's long-lived connection. */
-  REDIS_GATEWAY?: DurableObjectNamespace;
   REDIS_URL?: string;
   REDIS_PREFIX?: string;
   SERVED_MODEL_ID?: string;

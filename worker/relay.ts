@@ -76,12 +76,18 @@ export async function holdForFirstToken(reader: StreamReader, holdMs: number): P
   }
 }
 
-/** Streams the completion as SSE; ends with `data: [DONE]` after `done`. */
-export function relaySSE(
-  c: Context, session: CompletionSession, reader: StreamReader, meta: CompletionMeta, prices: Prices,
-  buffered: StreamEntry[], keepAliveMs: number, headers: Record<string, string> = {},
-): Response {
-  for (const [name, value] of Object.entries(headers)) c.header(name, value);
+/** What a relay reads from and how it renders: one completion's session, stream cursor and options. */
+export interface Relay {
+  session: CompletionSession;
+  reader: StreamReader;
+  meta: CompletionMeta;
+  prices: Prices;
+  /** Quiet interval after which a keep-alive comment goes out (and a failed job is looked for). */
+  keepAliveMs: number;
+}
+
+/** Streams the completion as SSE, `buffered` entries first; ends with `data: [DONE]` after `done`. */
+export function relaySSE(c: Context, { session, reader, meta, prices, keepAliveMs }: Relay, buffered: StreamEntry[] = []): Response {
   return streamSSE(c, async (stream) => {
     // Two ways to hear the client leave: the body stream cancelled, or (workerd's
     // `enable_request_signal` flag) the incoming request's signal; whichever comes first.
@@ -136,10 +142,7 @@ async function writeEntries(stream: SSEStreamingApi, renderer: ChunkRenderer, se
 }
 
 /** Waits for `done` and answers one chat.completion; a node error at any point is the HTTP error. */
-export async function collectCompletion(
-  session: CompletionSession, reader: StreamReader, meta: CompletionMeta, prices: Prices, signal: AbortSignal | undefined,
-  watchdogMs: number,
-): Promise<Response> {
+export async function collectCompletion({ session, reader, meta, prices, keepAliveMs }: Relay, signal: AbortSignal | undefined): Promise<Response> {
   const assembler = new CompletionAssembler(session.id, meta, prices);
   let lastEvent = Date.now();
   onClientGone(signal, () => session.abandon());
@@ -148,7 +151,7 @@ export async function collectCompletion(
       if (session.abandoned) return new Response(null, { status: 499 });
       const entries = await reader.read(1000);
       if (entries.length > 0) lastEvent = Date.now();
-      else if (Date.now() - lastEvent >= watchdogMs) {
+      else if (Date.now() - lastEvent >= keepAliveMs) {
         lastEvent = Date.now();
         const failed = await failedJob(session);
         if (failed) {

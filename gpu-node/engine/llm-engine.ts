@@ -1,27 +1,32 @@
 /**
- * The step loop: schedule → one forward pass over the batch → sample each row that reached the end
- * of its known tokens → publish deltas → retire finished sequences. Everything that touches the
- * model goes through ModelRunner; every policy decision comes from the Scheduler.
- * Runs inside the engine's worker thread (engine-thread.ts): ModelRunner.forward blocks its thread.
+ * The step loop: schedule → run (one forward pass over the batch) → postprocess (the scheduler
+ * records what was computed) → sample (each row that reached the end of its known tokens) → publish
+ * (deltas; finished sequences retire). Everything that touches the model goes through the runner
+ * (StepRunner), every policy decision comes from the Scheduler, every draw from the StepSampler.
+ * Runs inside the engine's worker thread (engine-thread.ts): a forward pass blocks its thread.
  */
+import os from "node:os";
 import { ApiError } from "../../shared/errors.ts";
 import type { FinishReason } from "../../shared/openai-types.ts";
 import type { StreamEvent } from "../../shared/protocol.ts";
 import type { ChatRequest } from "../../shared/request-schema.ts";
-import type { ModelRunner } from "../runner/model-runner.ts";
+import type { RunnerOutput, StepRunner } from "../runner/step-runner.ts";
 import { renderChat } from "../tokenizer/chat-format.ts";
 import type { Phi4Tokenizer } from "../tokenizer/phi4-tokenizer.ts";
 import { BlockManager } from "./block-manager.ts";
-import { LogitsPreselector, PRESELECT_K, type PreselectedCandidates } from "./logits-preselector.ts";
-import { requestSeed, uniformFromWords } from "./prng.ts";
+import { requestSeed } from "./prng.ts";
 import { RequestGroup } from "./request-group.ts";
-import { Sampler } from "./sampler.ts";
-import { Scheduler } from "./scheduler.ts";
+import type { SampleResult } from "./sampler.ts";
+import { Scheduler, type ScheduledRow } from "./scheduler.ts";
 import type { Sequence } from "./sequence.ts";
+import { StepSampler } from "./step-sampler.ts";
+import { StepTimings } from "./step-timings.ts";
 
 export interface EngineConfig {
   maxBatch: number;
   maxBatchTokens: number;
+  /** onnxruntime intra-op threads for the engine's own session (the sampler's preselector); default: the machine's cores. */
+  intraOpThreads?: number;
 }
 
 export interface EngineSubmission {
@@ -59,26 +64,22 @@ export class LlmEngine {
   private readonly blocks: BlockManager;
   private readonly groups = new Map<string, RequestGroup>();
   private readonly contextLimit: number;
-  private readonly sampler: Sampler;
-  /** Built on the first step that can use it; null when onnxruntime could not build it (the JS scan is used). */
-  private preselector: LogitsPreselector | null | undefined;
-  /** This step's rows to sample, in batch order (reused between steps). */
-  private readonly drawRows: number[] = [];
-  private steps = 0;
-  private forwardMs = 0;
-  private sessionRunMs = 0;
-  private stepMs = 0;
-  private samplerMs = 0;
-  private generatedTokens = 0;
+  private readonly sampler: StepSampler;
+  private readonly timings = new StepTimings();
 
   constructor(
-    private readonly runner: ModelRunner,
+    private readonly runner: StepRunner,
     private readonly tokenizer: Phi4Tokenizer,
     config: EngineConfig,
     private readonly emit: EventSink,
   ) {
     this.blocks = new BlockManager(runner.numBlocks, runner.blockSize);
-    this.sampler = new Sampler(runner.config.vocabSize);
+    this.sampler = new StepSampler(
+      runner.config.vocabSize,
+      config.intraOpThreads ?? os.availableParallelism(),
+      (seq) => this.groups.get(seq.requestId)?.samplingOf(seq),
+      this.timings,
+    );
     this.scheduler = new Scheduler(
       { maxBatch: config.maxBatch, maxBatchTokens: config.maxBatchTokens },
       this.blocks,
@@ -139,95 +140,22 @@ export class LlmEngine {
     return true;
   }
 
-  /** One engine step. Returns false when there was nothing to run. */
+  /** One engine step (nano-vllm's shape). Returns false when there was nothing to run. */
   async step(): Promise<boolean> {
-    const t0 = performance.now();
-    const { rows } = this.scheduler.schedule();
+    const started = performance.now();
+    const rows = this.scheduler.schedule();
     if (rows.length === 0) return false;
-    const batch = rows.map(({ seq, numTokens }) => ({
-      tokens: seq.tokens.slice(seq.numComputedTokens, seq.numComputedTokens + numTokens),
-      pastLen: seq.numComputedTokens,
-      blockTable: seq.blockTable,
-    }));
-    const t1 = performance.now();
-    const logits = await this.runner.forward(batch);
-    this.forwardMs += performance.now() - t1;
-    this.sessionRunMs += this.runner.lastStepStats.sessionRunMs;
-    const vocab = this.runner.config.vocabSize;
-    // Bias and penalties first (sparse, in place), so one preselector run can rank every row that can use it.
-    const drawRows = this.drawRows;
-    drawRows.length = 0;
-    let rankable = 0;
-    let logprobRows = 0;
-    for (let r = 0; r < rows.length; r++) {
-      const { seq, numTokens } = rows[r];
-      // Aborted while the forward pass ran (the thread takes messages during it): its blocks are
-      // already free, so neither commit them to the prefix cache nor sample.
-      if (seq.isFinished || !this.groups.has(seq.requestId)) continue;
-      seq.numComputedTokens += numTokens;
-      this.blocks.commit(seq);
-      if (seq.numComputedTokens < seq.numTokens) continue; // more prompt to prefill
-      const group = this.groups.get(seq.requestId)!;
-      const ts = performance.now();
-      this.sampler.prepare(logits, r * vocab, group.sampling, group.penaltiesOf(seq));
-      this.samplerMs += performance.now() - ts;
-      drawRows.push(r);
-      if (Sampler.usesCandidates(group.sampling, PRESELECT_K)) {
-        rankable++;
-        if (group.sampling.logprobs) logprobRows++;
-      }
-    }
-    const tp = performance.now();
-    const candidates = await this.preselect(logits, rows.length, rankable, logprobRows);
-    this.samplerMs += performance.now() - tp;
-    for (const r of drawRows) {
-      const { seq } = rows[r];
-      if (seq.isFinished || !this.groups.has(seq.requestId)) continue; // aborted during the preselector run
-      const group = this.groups.get(seq.requestId)!;
-      const u = uniformFromWords(group.seedLo, group.seedHi, seq.choiceIndex, seq.numOutputTokens);
-      const ts = performance.now();
-      const result = this.sampler.draw(logits, r * vocab, group.sampling, u, candidates, r);
-      this.samplerMs += performance.now() - ts;
-      const delta = group.accept(seq, result, this.contextLimit);
-      this.generatedTokens++;
-      this.emit(group.id, delta);
-      if (delta.finishReason !== undefined) {
-        this.scheduler.finish(seq);
-        if (group.isFinished) this.retire(group, false);
-      }
-    }
-    this.steps++;
-    this.stepMs += performance.now() - t0;
+    const output = await this.run(rows);
+    this.scheduler.postprocess(rows);
+    const results = await this.sampler.sample(rows, output);
+    this.publish(rows, results);
+    this.timings.stepDone(started);
     return true;
   }
 
-  /**
-   * Ranks the batch's rows in onnxruntime when at least one row can draw from the candidates. The
-   * log-sum-exp (for logprobs) costs about as much as the JS normaliser on a dozen rows, so it is asked
-   * for only when a third of the batch wants logprobs; other rows sum their normaliser in JS.
-   */
-  private async preselect(logits: Float32Array, rows: number, rankable: number, logprobRows: number): Promise<PreselectedCandidates | null> {
-    if (rankable === 0) return null;
-    if (this.preselector === undefined) {
-      try {
-        this.preselector = await LogitsPreselector.create(this.runner.config.vocabSize);
-      } catch {
-        this.preselector = null;
-      }
-    }
-    if (this.preselector === null) return null;
-    try {
-      return await this.preselector.run(logits, rows, logprobRows * 3 >= rows);
-    } catch {
-      return null; // the full-row scan gives the same tokens
-    }
-  }
-
-  /** Frees the engine's own onnxruntime session (the logits preselector); the runner is its owner's. */
-  async release(): Promise<void> {
-    const preselector = this.preselector;
-    this.preselector = null;
-    await preselector?.release();
+  /** Frees the engine's own onnxruntime session (the sampler's preselector); the runner is its owner's. */
+  release(): Promise<void> {
+    return this.sampler.release();
   }
 
   stats(): EngineStats {
@@ -243,13 +171,44 @@ export class LlmEngine {
       prefixCacheHitRate: b.hitRate,
       prefixCacheHitTokens: b.cachedHits,
       preemptions: this.scheduler.preemptions,
-      steps: this.steps,
-      forwardMs: this.forwardMs,
-      sessionRunMs: this.sessionRunMs,
-      stepMs: this.stepMs,
-      samplerMs: this.samplerMs,
-      generatedTokens: this.generatedTokens,
+      steps: this.timings.steps,
+      forwardMs: this.timings.forwardMs,
+      sessionRunMs: this.timings.sessionRunMs,
+      stepMs: this.timings.stepMs,
+      samplerMs: this.timings.samplerMs,
+      generatedTokens: this.timings.generatedTokens,
     };
+  }
+
+  /** One forward pass over the scheduled rows, each fed from its first uncomputed token. */
+  private async run(rows: readonly ScheduledRow[]): Promise<RunnerOutput> {
+    const batch = rows.map((row) => ({
+      tokens: row.seq.tokens.slice(row.seq.numComputedTokens, row.seq.numComputedTokens + row.numTokens),
+      pastLen: row.seq.numComputedTokens,
+      blockTable: row.seq.blockTable,
+      needs: this.sampler.needs(row),
+    }));
+    const started = performance.now();
+    const output = await this.runner.run(batch);
+    this.timings.forwardDone(started, this.runner.lastStepStats.sessionRunMs);
+    return output;
+  }
+
+  /** Each sampled token: into its choice (text, stop strings, finish), out as a delta; finished sequences leave. */
+  private publish(rows: readonly ScheduledRow[], results: ReadonlyArray<SampleResult | null>): void {
+    for (let r = 0; r < rows.length; r++) {
+      const result = results[r];
+      if (result === null) continue;
+      const seq = rows[r].seq;
+      const group = this.groups.get(seq.requestId)!;
+      const delta = group.accept(seq, result, this.contextLimit);
+      this.timings.generatedTokens++;
+      this.emit(group.id, delta);
+      if (delta.finishReason !== undefined) {
+        this.scheduler.finish(seq);
+        if (group.isFinished) this.retire(group, false);
+      }
+    }
   }
 
   /** n>1: later choices wait until the first choice's prompt blocks are in the prefix cache, then share them. */

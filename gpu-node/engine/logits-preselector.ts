@@ -8,23 +8,14 @@
  * The logits buffer is fed as an input (onnxruntime-node does not copy inputs); only the small outputs are
  * copied back. TopK ranks ties lower index first, like the sampler; the log-sum-exp is taken in double so
  * logprobs match the sampler's own normaliser to ~1e-12. The sampler decides per row whether the
- * candidates can stand in for its own full-row scan (Sampler.draw).
+ * candidates can stand in for its own full-row scan (drawsFromCandidates in sampler.ts).
  */
-import os from "node:os";
 import * as ort from "onnxruntime-node";
 import { DataType, OnnxGraph } from "../model/graph/onnx-graph.ts";
+import type { PreselectedCandidates } from "../runner/step-runner.ts";
 
 /** Candidates kept per row: covers greedy and every top_k up to 64. */
 export const PRESELECT_K = 64;
-
-/** The preselector's answer for one batch: row r's candidates are at [r·k, r·k + k), best first. */
-export interface PreselectedCandidates {
-  k: number;
-  values: Float32Array;
-  ids: Int32Array;
-  /** log Σ exp(logit) over each full row, or null when the run did not compute it. */
-  logSumExp: Float64Array | null;
-}
 
 export class LogitsPreselector {
   private constructor(
@@ -34,7 +25,7 @@ export class LogitsPreselector {
     private readonly withLogSumExp: ort.InferenceSession,
   ) {}
 
-  static async create(vocabSize: number, intraOpThreads = os.availableParallelism()): Promise<LogitsPreselector> {
+  static async create(vocabSize: number, intraOpThreads: number): Promise<LogitsPreselector> {
     const k = Math.min(PRESELECT_K, vocabSize);
     const options: ort.InferenceSession.SessionOptions = {
       executionProviders: ["cpu"],

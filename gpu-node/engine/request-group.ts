@@ -12,12 +12,14 @@ import { Sequence } from "./sequence.ts";
 import { StopMatcher } from "./stop-matcher.ts";
 import { TokenCounts, type SampleResult, type SamplingParams } from "./sampler.ts";
 import { seedWords } from "./prng.ts";
+import type { ChoiceSampling } from "./step-sampler.ts";
 
 interface Choice {
   seq: Sequence;
   decoder: IncrementalDecoder;
   stop: StopMatcher | null;
-  penalties: TokenCounts;
+  /** Its penalty counts and constraint: the state sampling reads and `accept` advances. */
+  sampling: ChoiceSampling;
   finishReason: FinishReason | null;
 }
 
@@ -62,15 +64,19 @@ export class RequestGroup {
         seq: new Sequence(id, i, promptIds, before),
         decoder: new IncrementalDecoder(tokenizer),
         stop: request.stop.length > 0 ? new StopMatcher(request.stop) : null,
-        // Each choice counts its own output; the prompt is the request's (repetition_penalty).
-        penalties: i === 0 ? new TokenCounts(promptIds) : this.choices[0].penalties.forSibling(),
+        sampling: {
+          params: this.sampling,
+          // Each choice counts its own output; the prompt is the request's (repetition_penalty).
+          counts: i === 0 ? new TokenCounts(promptIds) : this.choices[0].sampling.counts.forSibling(),
+          // Structured outputs plug a grammar matcher in here (see logits-constraint.ts).
+          constraint: null,
+          seedLo: this.seedLo,
+          seedHi: this.seedHi,
+        },
         finishReason: resumedFinish[i] ?? null,
       };
-      // Replay what was already published so detokenizer, stop matcher and penalties stand where they stood.
-      for (const token of before) {
-        choice.penalties.add(token);
-        if (!this.eos.has(token)) choice.stop?.push(choice.decoder.push(token));
-      }
+      // Replay what was already published so detokenizer, stop matcher, penalties and constraint stand where they stood.
+      for (const token of before) this.advance(choice, token);
       this.choices.push(choice);
     }
   }
@@ -89,8 +95,8 @@ export class RequestGroup {
     return total;
   }
 
-  penaltiesOf(seq: Sequence): TokenCounts {
-    return this.choices[seq.choiceIndex].penalties;
+  samplingOf(seq: Sequence): ChoiceSampling {
+    return this.choices[seq.choiceIndex].sampling;
   }
 
   /** Takes one sampled token for a choice; returns the delta event to publish. */
@@ -98,7 +104,8 @@ export class RequestGroup {
     const choice = this.choices[seq.choiceIndex];
     const token = result.token;
     seq.tokens.push(token);
-    choice.penalties.add(token);
+    choice.sampling.counts.add(token);
+    choice.sampling.constraint?.accept(token);
     let text = "";
     let finish: FinishReason | null = null;
     if (this.eos.has(token)) {
@@ -138,6 +145,13 @@ export class RequestGroup {
       usage: { promptTokens: this.promptIds.length, completionTokens: this.completionTokens },
       ...(cancelled ? { cancelled: true } : {}),
     };
+  }
+
+  /** A replayed token: through penalties, constraint, detokenizer and stop matcher, without publishing it. */
+  private advance(choice: Choice, token: number): void {
+    choice.sampling.counts.add(token);
+    choice.sampling.constraint?.accept(token);
+    if (!this.eos.has(token)) choice.stop?.push(choice.decoder.push(token));
   }
 
   /** Final text of a finishing choice: what the stop matcher still holds, unless a stop string ends it. */

@@ -19,7 +19,8 @@
  * step loop, and a request's logit_bias object is compiled once (treat it as immutable).
  */
 import { MAX_TOP_LOGPROBS, VOCAB_SIZE } from "../../shared/limits.ts";
-import type { PreselectedCandidates } from "./logits-preselector.ts";
+import type { PreselectedCandidates } from "../runner/step-runner.ts";
+import { applyBiasAndPenalties } from "./logit-adjustments.ts";
 
 export interface SamplingParams {
   temperature: number;
@@ -380,17 +381,15 @@ function selectBest(row: Float32Array, offset: number, vocab: number, k: number,
   return size;
 }
 
-interface CompiledBias { ids: Int32Array; values: Float32Array }
-const compiledBiases = new WeakMap<Record<number, number>, CompiledBias>();
-
-function compileBias(bias: Record<number, number>, vocabSize: number): CompiledBias {
-  let c = compiledBiases.get(bias);
-  if (c === undefined) {
-    const entries = Object.entries(bias).filter(([k, v]) => Number(k) >= 0 && Number(k) < vocabSize && v !== 0);
-    c = { ids: Int32Array.from(entries, ([k]) => Number(k)), values: Float32Array.from(entries, ([, v]) => v) };
-    compiledBiases.set(bias, c);
-  }
-  return c;
+/**
+ * Whether a row with these params can be drawn from its `k` best-ranked candidates instead of a scan of
+ * the whole row: greedy, or top_k ≤ k, with the top_logprobs shown within them too.
+ */
+export function drawsFromCandidates(params: SamplingParams, k: number, vocabSize: number): boolean {
+  const topK = params.topK > 0 && params.topK < vocabSize ? params.topK : 0;
+  const greedy = params.temperature === 0 || topK === 1;
+  if (!greedy && topK === 0) return false;
+  return Math.max(greedy ? 1 : topK, params.logprobs ? Math.min(params.topLogprobs, MAX_TOP_LOGPROBS) : 0) <= k;
 }
 
 export class Sampler {
@@ -434,30 +433,16 @@ export class Sampler {
    * the caller adds the chosen token to it afterwards.
    */
   sample(logits: Float32Array, offset: number, params: SamplingParams, counts: TokenCounts, u: number): SampleResult {
-    this.prepare(logits, offset, params, counts);
+    if (offset < 0 || offset + this.vocabSize > logits.length) throw new RangeError(`row at ${offset} lies outside the logits buffer`);
+    applyBiasAndPenalties(logits, offset, this.vocabSize, params, counts);
     return this.draw(logits, offset, params, u, null, 0);
   }
 
-  /** The first half of `sample`: writes bias and penalties into the row (for callers that rank rows before `draw`). */
-  prepare(logits: Float32Array, offset: number, params: SamplingParams, counts: TokenCounts): void {
-    if (offset < 0 || offset + this.vocabSize > logits.length) throw new RangeError(`row at ${offset} lies outside the logits buffer`);
-    this.applyBiasAndPenalties(logits, offset, params, counts);
-  }
-
   /**
-   * Whether a row with these params can be drawn from `k` preselected candidates (logits-preselector.ts):
-   * greedy, or top_k ≤ k, with top_logprobs within them too.
-   */
-  static usesCandidates(params: SamplingParams, k: number): boolean {
-    const greedy = params.temperature === 0 || params.topK === 1;
-    if (!greedy && !(params.topK > 0 && params.topK <= k)) return false;
-    return !params.logprobs || Math.min(params.topLogprobs, MAX_TOP_LOGPROBS) <= k;
-  }
-
-  /**
-   * The second half of `sample`, on a row `prepare` already biased. With `candidates` (the preselector's
-   * run on this buffer after `prepare`; `candidateRow` is this row's index in it) greedy and top_k ≤ k
-   * read the ranked candidates instead of scanning the row; the result is the same token and logprobs.
+   * Draws one token from a row that bias, penalties and any constraint were already applied to
+   * (logit-adjustments.ts). With `candidates` (this buffer's rows ranked after those adjustments;
+   * `candidateRow` is this row's index in them), rows that drawsFromCandidates allows read the ranked
+   * candidates instead of scanning the row; the result is the same token and logprobs.
    */
   draw(
     logits: Float32Array, offset: number, params: SamplingParams, u: number,
@@ -473,7 +458,7 @@ export class Sampler {
     const greedy = params.temperature === 0 || topK === 1;
     // Candidates to rank: the draw's (1 for greedy, top_k) and the top_logprobs shown.
     const wanted = Math.max(greedy ? 1 : topK, params.logprobs ? Math.min(params.topLogprobs, MAX_TOP_LOGPROBS) : 0);
-    const preselected = candidates !== null && (greedy || topK > 0) && wanted <= candidates.k &&
+    const preselected = candidates !== null && drawsFromCandidates(params, candidates.k, V) &&
       this.loadCandidates(logits, offset, candidates, candidateRow, wanted);
     if (preselected) {
       ranked = wanted;
@@ -516,29 +501,6 @@ export class Sampler {
       top[i] = { token, logprob: row[offset + token] - logZ };
     }
     return top;
-  }
-
-  private applyBiasAndPenalties(row: Float32Array, offset: number, p: SamplingParams, counts: TokenCounts): void {
-    const bias = compileBias(p.logitBias, this.vocabSize);
-    for (let i = 0; i < bias.ids.length; i++) row[offset + bias.ids[i]] += bias.values[i];
-
-    const rep = p.repetitionPenalty;
-    if (rep !== 1) {
-      const present = counts.present();
-      const n = counts.presentLength();
-      for (let i = 0; i < n; i++) {
-        const at = offset + present[i];
-        const x = row[at];
-        row[at] = x > 0 ? x / rep : x * rep;
-      }
-    }
-    const freq = p.frequencyPenalty;
-    const pres = p.presencePenalty;
-    if (freq !== 0 || pres !== 0) {
-      const ids = counts.generatedIds;
-      const cs = counts.generatedCounts;
-      for (let i = 0; i < counts.distinctGenerated; i++) row[offset + ids[i]] -= cs[i] * freq + pres;
-    }
   }
 
   /**

@@ -1,5 +1,6 @@
 /**
- * Who runs next: the policy half of the engine (the step loop in llm-engine.ts executes its decisions).
+ * Who runs next, and what a step changed: the policy half of the engine (the step loop in llm-engine.ts
+ * executes its decisions). All KV block bookkeeping goes through the ledger (block-manager.ts).
  *
  * Each step has a token budget and a cap on running sequences. Running sequences go first, oldest
  * first: a decoding one needs one token, one still prefilling gets the next chunk of its prompt — so
@@ -16,6 +17,8 @@ export interface KvCacheLedger {
   allocate(seq: Sequence): boolean;
   /** Grows a running sequence's blocks to hold `numTokens` tokens; false if no free block. */
   ensureCapacity(seq: Sequence, numTokens: number): boolean;
+  /** After a step computed more of the sequence's tokens: its newly full blocks become findable by later prefixes. */
+  commit(seq: Sequence): void;
   free(seq: Sequence): void;
 }
 
@@ -30,12 +33,6 @@ export interface SchedulerConfig {
 export interface ScheduledRow {
   seq: Sequence;
   numTokens: number;
-}
-
-export interface ScheduleOutput {
-  rows: ScheduledRow[];
-  /** Sequences preempted while building this step. */
-  preempted: Sequence[];
 }
 
 export class Scheduler {
@@ -60,9 +57,10 @@ export class Scheduler {
     return this.running.length > 0 || this.waiting.length > 0;
   }
 
-  schedule(): ScheduleOutput {
+  /** The next step's rows, running sequences first; may preempt to make room. */
+  schedule(): ScheduledRow[] {
     const rows: ScheduledRow[] = [];
-    const preempted: Sequence[] = [];
+    let preempted = false;
     const scheduled = new Set<Sequence>();
     let budget = this.config.maxBatchTokens;
 
@@ -78,7 +76,7 @@ export class Scheduler {
         const victim = this.newestUnscheduled(scheduled);
         if (victim === undefined) break;
         this.preempt(victim);
-        preempted.push(victim);
+        preempted = true;
         if (victim === seq) break;
         fits = this.kv.ensureCapacity(seq, seq.numComputedTokens + want);
       }
@@ -89,7 +87,7 @@ export class Scheduler {
     }
 
     // 2. Admit waiting sequences in arrival order, unless something was just preempted for room.
-    while (preempted.length === 0 && budget > 0 && this.running.length < this.config.maxBatch && this.waiting.length > 0) {
+    while (!preempted && budget > 0 && this.running.length < this.config.maxBatch && this.waiting.length > 0) {
       const seq = this.waiting[0];
       if (!this.isReady(seq)) break;
       if (!this.kv.allocate(seq)) break;
@@ -101,7 +99,20 @@ export class Scheduler {
       scheduled.add(seq);
       budget -= want;
     }
-    return { rows, preempted };
+    return rows;
+  }
+
+  /**
+   * After the step's forward pass: each row's tokens now have their K/V in the cache, and blocks they
+   * filled are committed to the prefix cache. A sequence finished meanwhile (aborted while the pass
+   * ran) is skipped: its blocks are already free.
+   */
+  postprocess(rows: readonly ScheduledRow[]): void {
+    for (const { seq, numTokens } of rows) {
+      if (seq.isFinished) continue;
+      seq.numComputedTokens += numTokens;
+      this.kv.commit(seq);
+    }
   }
 
   /** Removes a sequence for good (finished or aborted) and frees its blocks. */

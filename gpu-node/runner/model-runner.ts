@@ -19,6 +19,7 @@ import * as ort from "onnxruntime-node";
 import type { Phi3Config } from "../model/phi3-config.ts";
 import { readModelFiles, ModelFilesError } from "../model/model-files.ts";
 import { io, type ModelDtype } from "../model/graph/phi3-decoder-graph.ts";
+import type { BatchRow, RunnerOutput, StepRunner, StepStats } from "./step-runner.ts";
 
 export interface RunnerOptions {
   modelDir: string;
@@ -28,19 +29,6 @@ export interface RunnerOptions {
   intraOpThreads?: number;
   numBlocks: number;
   blockSize: number;
-}
-
-export interface BatchRow {
-  tokens: ArrayLike<number>;
-  pastLen: number;
-  blockTable: ArrayLike<number>;
-}
-
-export interface StepStats {
-  totalMs: number;
-  sessionRunMs: number;
-  outputBytes: number;
-  runs: number;
 }
 
 /** A prefill run may compute at most this many padded tokens per real one (else it is split). */
@@ -73,7 +61,7 @@ export function prefillGroups(rows: ReadonlyArray<BatchRow>, prefill: number[]):
   return groups;
 }
 
-export class ModelRunner {
+export class ModelRunner implements StepRunner {
   readonly lastStepStats: StepStats = { totalMs: 0, sessionRunMs: 0, outputBytes: 0, runs: 0 };
   readonly kvBytesPerBlock: number;
   private readonly keyCache: Float32Array[] = [];
@@ -140,6 +128,12 @@ export class ModelRunner {
     return new ModelRunner(session, files.config, files.dtype, numBlocks, blockSize);
   }
 
+  /** The step loop's forward pass: every row's full logits (ranking is left to the sampler). */
+  async run(rows: BatchRow[]): Promise<RunnerOutput> {
+    return { logits: await this.forward(rows) };
+  }
+
+  /** Logits [rows × vocab] of the rows' last new tokens, row-major. */
   async forward(rows: BatchRow[]): Promise<Float32Array> {
     const started = performance.now();
     const stats = this.lastStepStats;

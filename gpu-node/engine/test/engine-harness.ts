@@ -19,8 +19,9 @@ export class EngineHarness {
 
   static async create(modelDir: string, opts: { kvTokens?: number; blockSize?: number; maxBatch?: number; maxBatchTokens?: number } = {}) {
     const blockSize = opts.blockSize ?? 16;
-    const runner = await ModelRunner.load({ modelDir, numBlocks: Math.ceil((opts.kvTokens ?? 8192) / blockSize), blockSize, intraOpThreads: 2 });
-    return new EngineHarness(runner, { maxBatch: opts.maxBatch ?? 32, maxBatchTokens: opts.maxBatchTokens ?? 512 });
+    const intraOpThreads = 2;
+    const runner = await ModelRunner.load({ modelDir, numBlocks: Math.ceil((opts.kvTokens ?? 8192) / blockSize), blockSize, intraOpThreads });
+    return new EngineHarness(runner, { maxBatch: opts.maxBatch ?? 32, maxBatchTokens: opts.maxBatchTokens ?? 512, intraOpThreads });
   }
 
   submit(id: string, body: Record<string, unknown>, resume?: EngineSubmission["resume"]): void {
@@ -53,8 +54,9 @@ export class EngineHarness {
     return this.events.get(id)?.at(-1);
   }
 
-  release(): Promise<void> {
-    return this.runner.release();
+  async release(): Promise<void> {
+    await this.engine.release();
+    await this.runner.release();
   }
 }
 

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VOCAB_SIZE } from "../../../shared/limits.ts";
 import { uniform } from "../prng.ts";
 import { LogitsPreselector, PRESELECT_K } from "../logits-preselector.ts";
-import { DEFAULT_SAMPLING, Sampler, TokenCounts, type SamplingParams } from "../sampler.ts";
+import { applyBiasAndPenalties } from "../logit-adjustments.ts";
+import { DEFAULT_SAMPLING, drawsFromCandidates, Sampler, TokenCounts, type SamplingParams } from "../sampler.ts";
 
 const V = VOCAB_SIZE;
 const ROWS = 12;
@@ -104,13 +105,13 @@ describe("Sampler.draw with preselected candidates", () => {
         for (let shift = 0; shift < paramSets.length; shift += 4) {
           const logits = original.slice();
           const rowParams = Array.from({ length: ROWS }, (_, r) => paramSets[(r + shift + b) % paramSets.length]);
-          for (let r = 0; r < ROWS; r++) fast.prepare(logits, r * V, rowParams[r], history(r));
+          for (let r = 0; r < ROWS; r++) applyBiasAndPenalties(logits, r * V, V, rowParams[r], history(r));
           const candidates = await preselector.run(logits, ROWS, withLse);
           for (let r = 0; r < ROWS; r++) {
             const p = rowParams[r];
             const u = uniform(BigInt(b * 1000 + shift), r, withLse ? 1 : 0);
             const want = reference.sample(original.slice(r * V, (r + 1) * V), 0, p, history(r), u);
-            const got = fast.draw(logits, r * V, p, u, Sampler.usesCandidates(p, candidates.k) ? candidates : null, r);
+            const got = fast.draw(logits, r * V, p, u, drawsFromCandidates(p, candidates.k, V) ? candidates : null, r);
             expect(got.token).toBe(want.token);
             if (p.logprobs) {
               expect(Math.abs(got.logprob - want.logprob)).toBeLessThan(1e-6);
@@ -131,7 +132,7 @@ describe("Sampler.draw with preselected candidates", () => {
     const logits = batch(9).subarray(0, V).slice();
     const sampler = new Sampler(V);
     const p: SamplingParams = { ...DEFAULT_SAMPLING, temperature: 0 };
-    sampler.prepare(logits, 0, p, history(0));
+    applyBiasAndPenalties(logits, 0, V, p, history(0));
     const candidates = await preselector.run(logits, 1, false);
     const best = candidates.ids[0];
     logits[(best + 1) % V] = 1e6; // written after the ranking: only a full scan would see it
@@ -153,11 +154,11 @@ describe("Sampler.draw with preselected candidates", () => {
   });
 
   it("is used for greedy and top_k ≤ K only", () => {
-    expect(Sampler.usesCandidates({ ...DEFAULT_SAMPLING, temperature: 0 }, 64)).toBe(true);
-    expect(Sampler.usesCandidates({ ...DEFAULT_SAMPLING, topK: 1 }, 64)).toBe(true);
-    expect(Sampler.usesCandidates({ ...DEFAULT_SAMPLING, topK: 64, topP: 0.9 }, 64)).toBe(true);
-    expect(Sampler.usesCandidates({ ...DEFAULT_SAMPLING, topK: 65 }, 64)).toBe(false);
-    expect(Sampler.usesCandidates({ ...DEFAULT_SAMPLING, topP: 0.9 }, 64)).toBe(false);
-    expect(Sampler.usesCandidates({ ...DEFAULT_SAMPLING }, 64)).toBe(false);
+    expect(drawsFromCandidates({ ...DEFAULT_SAMPLING, temperature: 0 }, 64, V)).toBe(true);
+    expect(drawsFromCandidates({ ...DEFAULT_SAMPLING, topK: 1 }, 64, V)).toBe(true);
+    expect(drawsFromCandidates({ ...DEFAULT_SAMPLING, topK: 64, topP: 0.9 }, 64, V)).toBe(true);
+    expect(drawsFromCandidates({ ...DEFAULT_SAMPLING, topK: 65 }, 64, V)).toBe(false);
+    expect(drawsFromCandidates({ ...DEFAULT_SAMPLING, topP: 0.9 }, 64, V)).toBe(false);
+    expect(drawsFromCandidates({ ...DEFAULT_SAMPLING }, 64, V)).toBe(false);
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { prefillGroups, type BatchRow } from "../model-runner.ts";
+import { prefillGroups } from "../model-runner.ts";
+import type { BatchRow } from "../step-runner.ts";
 
 const row = (n: number): BatchRow => ({ tokens: new Array(n).fill(1), pastLen: 0, blockTable: [] });
 

@@ -1,0 +1,44 @@
+/**
+ * What a request's settings do to a row of logits before anything is ranked or drawn, in vLLM's order:
+ * logit_bias, then repetition_penalty (prompt and output tokens), then frequency/presence penalties
+ * (output tokens). Sparse: the cost follows the bias entries and the distinct tokens seen, never the
+ * vocabulary. A request's logit_bias object is compiled once (treat it as immutable).
+ */
+import type { SamplingParams, TokenCounts } from "./sampler.ts";
+
+interface CompiledBias { ids: Int32Array; values: Float32Array }
+const compiledBiases = new WeakMap<Record<number, number>, CompiledBias>();
+
+function compileBias(bias: Record<number, number>, vocabSize: number): CompiledBias {
+  let c = compiledBiases.get(bias);
+  if (c === undefined) {
+    const entries = Object.entries(bias).filter(([k, v]) => Number(k) >= 0 && Number(k) < vocabSize && v !== 0);
+    c = { ids: Int32Array.from(entries, ([k]) => Number(k)), values: Float32Array.from(entries, ([, v]) => v) };
+    compiledBiases.set(bias, c);
+  }
+  return c;
+}
+
+/** Adds the bias and applies the penalties to row[offset .. offset + vocabSize), in place. */
+export function applyBiasAndPenalties(row: Float32Array, offset: number, vocabSize: number, p: SamplingParams, counts: TokenCounts): void {
+  const bias = compileBias(p.logitBias, vocabSize);
+  for (let i = 0; i < bias.ids.length; i++) row[offset + bias.ids[i]] += bias.values[i];
+
+  const rep = p.repetitionPenalty;
+  if (rep !== 1) {
+    const present = counts.present();
+    const n = counts.presentLength();
+    for (let i = 0; i < n; i++) {
+      const at = offset + present[i];
+      const x = row[at];
+      row[at] = x > 0 ? x / rep : x * rep;
+    }
+  }
+  const freq = p.frequencyPenalty;
+  const pres = p.presencePenalty;
+  if (freq !== 0 || pres !== 0) {
+    const ids = counts.generatedIds;
+    const cs = counts.generatedCounts;
+    for (let i = 0; i < counts.distinctGenerated; i++) row[offset + ids[i]] -= cs[i] * freq + pres;
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * Sampling for a whole step: takes the forward pass's output for the batch and draws one token for
+ * every row that reached the end of its known tokens.
+ *
+ *   per row:   logit_bias + penalties → constraint mask            (logit-adjustments.ts, logits-constraint.ts)
+ *   batch:     rank every row that can draw from candidates at once (the runner's own candidates, or the
+ *              onnxruntime preselector over the adjusted rows: logits-preselector.ts)
+ *   per row:   draw with the row's counter-based uniform            (sampler.ts, prng.ts)
+ *
+ * Whether a row can draw from candidates is one decision (drawsFromCandidates) used both to tell the
+ * runner what to return (`needs`) and to pick the rows to rank. The preselector is built on the first
+ * step that can use it, on the configured threads; if onnxruntime cannot build or run it, rows are
+ * scanned in JS instead (the same tokens, only slower).
+ */
+import { LogitsNeed, type PreselectedCandidates, type RunnerOutput } from "../runner/step-runner.ts";
+import { maskDisallowed, type LogitsConstraint } from "./logits-constraint.ts";
+import { applyBiasAndPenalties } from "./logit-adjustments.ts";
+import { LogitsPreselector, PRESELECT_K } from "./logits-preselector.ts";
+import { uniformFromWords } from "./prng.ts";
+import { drawsFromCandidates, Sampler, type SampleResult, type SamplingParams, type TokenCounts } from "./sampler.ts";
+import type { ScheduledRow } from "./scheduler.ts";
+import type { Sequence } from "./sequence.ts";
+import type { StepTimings } from "./step-timings.ts";
+
+/** What sampling reads about one choice (one object per choice, reused every step). */
+export interface ChoiceSampling {
+  readonly params: SamplingParams;
+  /** Penalty state; the request group adds each accepted token. */
+  readonly counts: TokenCounts;
+  /** Structured outputs: the allowed next tokens (null: unconstrained); told each accepted token by the request group. */
+  readonly constraint: LogitsConstraint | null;
+  /** The request's seed as two words, for the counter-based uniform of each draw. */
+  readonly seedLo: number;
+  readonly seedHi: number;
+}
+
+export class StepSampler {
+  private readonly sampler: Sampler;
+  /** Built on the first step that can use it; null when onnxruntime could not build it (the JS scan is used). */
+  private preselector: LogitsPreselector | null | undefined;
+  /** Per step, reused: each row's result (null: nothing sampled), and the rows to draw, in batch order. */
+  private readonly results: Array<SampleResult | null> = [];
+  private readonly drawRows: number[] = [];
+  /** Per step: whether each draw row reads the runner's candidates (1) or the preselector's (0). */
+  private fromRunner = new Uint8Array(64);
+
+  constructor(
+    private readonly vocabSize: number,
+    /** onnxruntime intra-op threads for the preselector. */
+    private readonly threads: number,
+    /** The live choice behind a sequence; undefined once its request is gone. */
+    private readonly samplingOf: (seq: Sequence) => ChoiceSampling | undefined,
+    private readonly timings: StepTimings,
+  ) {
+    this.sampler = new Sampler(vocabSize);
+  }
+
+  /** What a scheduled row needs back from the forward pass (BatchRow.needs). */
+  needs(row: ScheduledRow): LogitsNeed {
+    const { seq } = row;
+    if (seq.numComputedTokens + row.numTokens < seq.numTokens) return LogitsNeed.None;
+    const s = this.samplingOf(seq);
+    return s === undefined ? LogitsNeed.None : this.needOf(s);
+  }
+
+  /**
+   * Draws a token for each row whose sequence has all its tokens computed (after Scheduler.postprocess)
+   * and is still live. Returns one entry per row, null where nothing was drawn; valid until the next call.
+   * Rows of `output.logits` are modified in place.
+   */
+  async sample(rows: readonly ScheduledRow[], output: RunnerOutput): Promise<ReadonlyArray<SampleResult | null>> {
+    const started = performance.now();
+    const V = this.vocabSize;
+    const results = this.results;
+    const drawRows = this.drawRows;
+    results.length = rows.length;
+    drawRows.length = 0;
+    if (this.fromRunner.length < rows.length) this.fromRunner = new Uint8Array(rows.length * 2);
+    const logits = output.logits ?? EMPTY;
+    let rankable = 0;
+    let logprobRows = 0;
+    for (let r = 0; r < rows.length; r++) {
+      results[r] = null;
+      const s = this.drawable(rows[r].seq);
+      if (s === undefined) continue;
+      drawRows.push(r);
+      // The runner's candidates rank raw logits: they serve the rows it was asked candidates for.
+      const runnerRanks = output.candidates !== undefined && this.needOf(s) === LogitsNeed.Candidates;
+      this.fromRunner[r] = runnerRanks ? 1 : 0;
+      if (runnerRanks) continue;
+      // Bias, penalties and the constraint first (in place), so one preselector run ranks every row that can use it.
+      this.adjust(logits, r * V, s);
+      if (drawsFromCandidates(s.params, PRESELECT_K, V)) {
+        rankable++;
+        if (s.params.logprobs) logprobRows++;
+      }
+    }
+    const preselected = await this.preselect(logits, rows.length, rankable, logprobRows);
+    for (const r of drawRows) {
+      const seq = rows[r].seq;
+      const s = this.drawable(seq); // aborted while the preselector ran: skip
+      if (s === undefined) continue;
+      const u = uniformFromWords(s.seedLo, s.seedHi, seq.choiceIndex, seq.numOutputTokens);
+      const candidates = this.fromRunner[r] === 1 ? output.candidates! : preselected;
+      results[r] = this.sampler.draw(logits, r * V, s.params, u, candidates, r);
+    }
+    this.timings.samplingDone(started);
+    return results;
+  }
+
+  /** Frees the preselector's onnxruntime session. */
+  async release(): Promise<void> {
+    const preselector = this.preselector;
+    this.preselector = null;
+    await preselector?.release();
+  }
+
+  /** A sampled row's need: candidates when its draw can use them and nothing adjusts its logits before ranking. */
+  private needOf(s: ChoiceSampling): LogitsNeed {
+    return drawsFromCandidates(s.params, PRESELECT_K, this.vocabSize) && !adjustsLogits(s) ? LogitsNeed.Candidates : LogitsNeed.FullRow;
+  }
+
+  private drawable(seq: Sequence): ChoiceSampling | undefined {
+    if (seq.isFinished || seq.numComputedTokens < seq.numTokens) return undefined;
+    return this.samplingOf(seq);
+  }
+
+  /** The one place a row's logits change before ranking: bias, penalties, then the constraint's mask. */
+  private adjust(logits: Float32Array, offset: number, s: ChoiceSampling): void {
+    if (offset < 0 || offset + this.vocabSize > logits.length) throw new RangeError(`row at ${offset} lies outside the logits buffer`);
+    applyBiasAndPenalties(logits, offset, this.vocabSize, s.params, s.counts);
+    if (s.constraint !== null) maskDisallowed(logits, offset, this.vocabSize, s.constraint.allowedTokens());
+  }
+
+  /**
+   * Ranks the batch's rows in onnxruntime when at least one row can draw from the candidates. The
+   * log-sum-exp (for logprobs) costs about as much as the JS normaliser on a dozen rows, so it is asked
+   * for only when a third of the batch wants logprobs; other rows sum their normaliser in JS.
+   */
+  private async preselect(logits: Float32Array, rows: number, rankable: number, logprobRows: number): Promise<PreselectedCandidates | null> {
+    if (rankable === 0) return null;
+    if (this.preselector === undefined) {
+      try {
+        this.preselector = await LogitsPreselector.create(this.vocabSize, this.threads);
+      } catch {
+        this.preselector = null;
+      }
+    }
+    if (this.preselector === null) return null;
+    try {
+      return await this.preselector.run(logits, rows, logprobRows * 3 >= rows);
+    } catch {
+      return null; // the full-row scan gives the same tokens
+    }
+  }
+}
+
+const EMPTY = new Float32Array(0);
+
+/** Whether anything changes the row's logits before ranking (then raw-logit candidates cannot stand in for it). */
+function adjustsLogits(s: ChoiceSampling): boolean {
+  const p = s.params;
+  return s.constraint !== null || p.repetitionPenalty !== 1 || p.frequencyPenalty !== 0 || p.presencePenalty !== 0 ||
+    hasEntries(p.logitBias);
+}
+
+function hasEntries(o: Record<number, number>): boolean {
+  for (const _ in o) return true;
+  return false;
+}

@@ -1,0 +1,64 @@
+/**
+ * The boundary between the step loop and whatever runs the model: the rows a forward pass takes, and
+ * what it hands back for sampling. The CPU ModelRunner returns every row's full logits; a runner that
+ * ranks on its device may return each sampled row's top candidates (and log-sum-exp) instead, and the
+ * full row only where the row's sampling needs the whole vocabulary (BatchRow.needs says which).
+ */
+import type { Phi3Config } from "../model/phi3-config.ts";
+
+/** What sampling needs back from one row of a forward pass. */
+export const enum LogitsNeed {
+  /** A prefill chunk short of the prompt's end: nothing is sampled from it. */
+  None = 0,
+  /** The row's draw and logprobs can come from its top-ranked candidates of the RAW logits (see PreselectedCandidates). */
+  Candidates = 1,
+  /** The whole row: sampling scans the vocabulary, or bias/penalties/a constraint change logits before ranking. */
+  FullRow = 2,
+}
+
+export interface BatchRow {
+  tokens: ArrayLike<number>;
+  pastLen: number;
+  blockTable: ArrayLike<number>;
+  /** Set by the step loop; a runner that returns full rows for every row may ignore it (absent: FullRow). */
+  needs?: LogitsNeed;
+}
+
+/** Ranked candidates of a batch's logits rows: row r's are at [r·k, r·k + k), best first, ties lower id first. */
+export interface PreselectedCandidates {
+  k: number;
+  values: Float32Array;
+  ids: Int32Array;
+  /** log Σ exp(logit) over each full row, or null when the run did not compute it. */
+  logSumExp: Float64Array | null;
+}
+
+/**
+ * What a forward pass hands the sampler. `logits` is [rows × vocab] row-major; `candidates`, when the
+ * runner ranked on its device, covers every row (k ≥ 64, with logSumExp) and is read for rows it was
+ * asked Candidates for. Rows asked FullRow must be present in `logits`.
+ */
+export interface RunnerOutput {
+  logits?: Float32Array;
+  candidates?: PreselectedCandidates;
+}
+
+export interface StepStats {
+  totalMs: number;
+  sessionRunMs: number;
+  outputBytes: number;
+  runs: number;
+}
+
+/** The model runner as the step loop uses it (model-runner.ts is the CPU one). */
+export interface StepRunner {
+  readonly config: Phi3Config;
+  readonly numBlocks: number;
+  readonly blockSize: number;
+  readonly kvBytesPerBlock: number;
+  /** Timings of the last `run`. */
+  readonly lastStepStats: StepStats;
+  /** One forward pass over the batch; writes the rows' new K/V into their blocks. */
+  run(rows: BatchRow[]): Promise<RunnerOutput>;
+  release(): Promise<void>;
+}
