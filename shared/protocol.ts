@@ -19,6 +19,13 @@ export interface ChatJob {
   /** Epoch ms when the Worker enqueued it (queue-wait metric). */
   enqueuedAt: number;
   request: ChatRequest;
+  /**
+   * Salts the prefix cache's block hashes (16 hex digits): requests share cached blocks only under
+   * equal salts, so time to first token reveals nothing about another key's prompts. The Worker sets
+   * a hash of the API key's id (or of its cache group, to share within an organisation), never the key.
+   * Absent: the unsalted cache every absent-salt job shares.
+   */
+  cacheSalt?: string;
 }
 
 /**
@@ -108,6 +115,7 @@ const chatJobShape = z.object({
   created: int,
   enqueuedAt: finite,
   request: chatRequestShape,
+  cacheSalt: z.string().regex(/^[0-9a-f]{16}$/).optional(),
 });
 
 /** Checks a job taken off the queue. Throws ProtocolVersionError or an Error naming the bad field. */

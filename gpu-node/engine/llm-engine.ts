@@ -32,6 +32,8 @@ export interface EngineConfig {
 export interface EngineSubmission {
   id: string;
   request: ChatRequest;
+  /** The job's prefix-cache salt (16 hex digits, shared/protocol.ts); absent: the unsalted cache. */
+  cacheSalt?: string;
   /** After a failover: tokens each choice already published, and which choices had finished. */
   resume?: { tokens: number[][]; finishReasons: Array<FinishReason | null> };
 }
@@ -118,6 +120,10 @@ export class LlmEngine {
       sub.resume?.tokens, sub.resume?.finishReasons,
     );
     this.groups.set(id, group);
+    if (sub.cacheSalt !== undefined) {
+      const salt = [parseInt(sub.cacheSalt.slice(0, 8), 16) >>> 0, parseInt(sub.cacheSalt.slice(8, 16), 16) >>> 0] as const;
+      for (const seq of group.sequences) seq.cacheSalt = salt;
+    }
     this.emit(id, { type: "start", promptTokens: promptIds.length, n: request.n, seed: seed.toString(), node: nodeName });
     for (const seq of group.sequences) {
       const choice = group.choices[seq.choiceIndex];

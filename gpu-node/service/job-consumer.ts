@@ -251,7 +251,7 @@ export class JobConsumer {
 
     let events: AsyncIterable<StreamEvent>;
     try {
-      events = this.deps.engine.submit(resumeSubmission(id, chat.request, published));
+      events = this.deps.engine.submit({ ...resumeSubmission(id, chat.request, published), cacheSalt: chat.cacheSalt });
     } catch (err) {
       return this.engineFailed(held, err as Error);
     }

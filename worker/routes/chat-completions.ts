@@ -11,6 +11,7 @@ import { sha256Hex } from "../api-key.ts";
 import type { AppEnv } from "../app-env.ts";
 import { estimatePromptTokens, readChatRequest } from "../chat-request.ts";
 import { admitAndEnqueue } from "../admission.ts";
+import { prefixCacheSalt } from "../queue.ts";
 import type { CompletionMeta } from "../completion-meta.ts";
 import { CompletionSession } from "../completion-session.ts";
 import { asServiceError, closeRedis, openRedis } from "../redis.ts";
@@ -39,6 +40,7 @@ export const chatCompletionRoutes = new Hono<AppEnv>()
       created,
       enqueuedAt: Date.now(),
       request: { ...request, user: request.user === null ? null : await sha256Hex(request.user) },
+      cacheSalt: await prefixCacheSalt(caller.keyHash),
     };
     const meta: CompletionMeta = {
       ownerKeyHash: caller.keyHash,
