@@ -102,13 +102,15 @@ export class LlmEngine {
       this.emit(id, errorEvent(ApiError.invalid(`request ${id} is already running`, null, "duplicate_request")));
       return;
     }
-    const promptIds = renderChat(this.tokenizer, request.messages).ids;
+    // Tokenizing stops past the context window: a huge prompt is refused without tokenizing all of it.
+    const promptIds = renderChat(this.tokenizer, request.messages, this.contextLimit).ids;
     const room = this.contextLimit - promptIds.length;
     if (room <= 0 || (request.maxTokens !== null && request.maxTokens > room)) {
       const asked = request.maxTokens ?? 0;
+      const inMessages = promptIds.length > this.contextLimit ? `more than ${this.contextLimit}` : String(promptIds.length);
       this.emit(id, errorEvent(ApiError.invalid(
         `This model's maximum context length is ${this.contextLimit} tokens. However, you requested ` +
-          `${promptIds.length + asked} tokens (${promptIds.length} in the messages, ${asked} in the completion). ` +
+          `${promptIds.length > this.contextLimit ? "more than " : ""}${promptIds.length + asked} tokens (${inMessages} in the messages, ${asked} in the completion). ` +
           "Please reduce the length of the messages or completion.",
         "messages", "context_length_exceeded",
       )));
