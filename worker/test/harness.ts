@@ -8,7 +8,7 @@ import { Queue } from "bullmq";
 import Redis from "ioredis";
 import { createParser, type EventSourceMessage } from "eventsource-parser";
 import { encodeStreamEvent, type ChatJob, type StreamEvent } from "../../shared/protocol.ts";
-import { redisKeys, type RedisKeys } from "../../shared/redis-keys.ts";
+import { keyPatterns, redisKeys, type RedisKeys } from "../../shared/redis-keys.ts";
 import { app } from "../app.ts";
 import type { WorkerEnv } from "../env.ts";
 
@@ -100,12 +100,14 @@ export class EdgeHarness {
 
   async close(): Promise<void> {
     await this.settle();
-    let cursor = "0";
-    do {
-      const [next, found] = await this.redis.scan(cursor, "MATCH", `${this.prefix}:*`, "COUNT", 1000);
-      if (found.length) await this.redis.del(...found);
-      cursor = next;
-    } while (cursor !== "0");
+    for (const pattern of keyPatterns(this.prefix)) {
+      let cursor = "0";
+      do {
+        const [next, found] = await this.redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+        if (found.length) await this.redis.del(...found);
+        cursor = next;
+      } while (cursor !== "0");
+    }
     await this.queue.close();
     await this.redis.quit();
   }
