@@ -6,7 +6,8 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -133,9 +134,15 @@ async function main(): Promise<void> {
       METRICS_PORT: String(metricsBase + i),
     });
   }
+  // The dev key and the Redis URL (which may hold a password) go to wrangler in a file only this user
+  // can read, never on its command line, which every user of the machine can list.
+  const secretsDir = mkdtempSync(path.join(os.tmpdir(), "phi4-stack-"));
+  process.on("exit", () => rmSync(secretsDir, { recursive: true, force: true }));
+  const envFile = path.join(secretsDir, "worker.env");
+  writeFileSync(envFile, `DEV_API_KEY=${JSON.stringify(devKey)}\nREDIS_URL=${JSON.stringify(redisUrl.href)}\n`, { mode: 0o600 });
   start("wrangler dev", bin("wrangler"), [
     "dev", "--ip", "127.0.0.1", "--port", String(workerPort), "--show-interactive-dev-session=false",
-    "--var", `DEV_API_KEY:${devKey}`, "--var", `REDIS_URL:${redisUrl.href}`, "--var", `REDIS_PREFIX:${prefix}`,
+    "--env-file", envFile, "--var", `REDIS_PREFIX:${prefix}`,
   ], { WRANGLER_SEND_METRICS: "false", NO_UPDATE_NOTIFIER: "1" });
 
   for (let i = 0; i < gpuNodes; i++) await waitFor(`gpu-node-${i}`, () => httpOk(`http://127.0.0.1:${metricsBase + i}/ready`), 120_000);

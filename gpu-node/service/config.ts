@@ -3,10 +3,11 @@
  * Every variable has a laptop default; a value that does not parse is a ConfigError naming the
  * variable, which main.ts prints as one line before exiting with status 2.
  */
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { SERVED_MODEL_ID } from "../../shared/limits.ts";
+import { QUEUED_JOB_EXPIRY_SECONDS, SERVED_MODEL_ID } from "../../shared/limits.ts";
 import { DEFAULT_REDIS_PREFIX, STREAM_TTL_SECONDS } from "../../shared/redis-keys.ts";
 import { parseRedisUrl, type RedisTarget } from "../../shared/redis-url.ts";
 
@@ -26,6 +27,8 @@ export interface NodeConfig {
   maxBatchTokens: number;
   kvCacheTokens: number;
   kvBlockSize: number;
+  /** Where the status server listens: loopback unless set (METRICS_HOST=0.0.0.0 for a scraper elsewhere). */
+  metricsHost: string;
   /** 0 picks a free port (tests read the chosen one from the `listening` log line). */
   metricsPort: number;
   nodeName: string;
@@ -34,6 +37,8 @@ export interface NodeConfig {
   lockDurationMs: number;
   /** BullMQ: how often this node looks for other nodes' stalled jobs. */
   stalledIntervalMs: number;
+  /** A job no node has started within this long is dropped with an error event when taken. */
+  jobExpirySeconds: number;
   /** A node whose engine holds work but has not stepped for this long gives its jobs up (step-watchdog.ts). */
   stepWatchdogMs: number;
   /** Engine starts a request gets over all nodes before it counts as the cause of their crashes. */
@@ -85,6 +90,8 @@ export function parseNodeConfig(env: Env = process.env): NodeConfig {
     throw new ConfigError(`LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got ${JSON.stringify(logLevel)}`);
   }
   const threads = env.INTRA_OP_THREADS;
+  const metricsHost = env.METRICS_HOST || "127.0.0.1";
+  if (net.isIP(metricsHost) === 0 && metricsHost !== "localhost") throw new ConfigError(`METRICS_HOST must be an IP address (e.g. 127.0.0.1 or 0.0.0.0), got ${JSON.stringify(metricsHost)}`);
   return {
     redis,
     redisPrefix,
@@ -95,6 +102,7 @@ export function parseNodeConfig(env: Env = process.env): NodeConfig {
     maxBatchTokens: integer(env, "MAX_BATCH_TOKENS", 512, 1),
     kvCacheTokens,
     kvBlockSize,
+    metricsHost,
     metricsPort: integer(env, "METRICS_PORT", 9464, 0, 65_535),
     nodeName,
     drainTimeoutMs: integer(env, "DRAIN_TIMEOUT_MS", 30_000, 0),
@@ -102,6 +110,7 @@ export function parseNodeConfig(env: Env = process.env): NodeConfig {
     stalledIntervalMs: integer(env, "STALLED_INTERVAL_MS", Math.max(100, Math.round(lockDurationMs)), 100),
     maxJobStarts: integer(env, "MAX_JOB_STARTS", 3, 1, 100),
     stepWatchdogMs: integer(env, "STEP_WATCHDOG_MS", 60_000, 100),
+    jobExpirySeconds: integer(env, "JOB_EXPIRY_SECONDS", QUEUED_JOB_EXPIRY_SECONDS, 1),
     streamTtlSeconds: integer(env, "STREAM_TTL_SECONDS", STREAM_TTL_SECONDS, 1),
     intraOpThreads: threads === undefined || threads === "" ? undefined : integer(env, "INTRA_OP_THREADS", 0, 1, 1024),
     logLevel,

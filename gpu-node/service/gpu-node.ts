@@ -56,8 +56,8 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
       contentType: metrics.contentType,
       body: await metrics.render(engine ? await engine.stats() : null, consumer?.jobsHeld ?? 0),
     }),
-  });
-  log.info({ port: status.port }, "listening");
+  }, config.metricsHost);
+  log.info({ host: config.metricsHost, port: status.port }, "listening");
 
   await commands.connect();
   const started = performance.now();
@@ -133,6 +133,7 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
     lockDurationMs: config.lockDurationMs,
     liveTtlSeconds,
     maxJobStarts: config.maxJobStarts,
+    jobExpirySeconds: config.jobExpirySeconds,
     onEngineFailure: (err) => void shutdown(`engine failed: ${err.message}`, 1, 0),
   });
   consumer.start();

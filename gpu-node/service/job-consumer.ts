@@ -22,7 +22,9 @@ import type { Engine } from "../engine/engine.ts";
 import type { AdmissionGate } from "./admission-gate.ts";
 import type { CancelListener } from "./cancel-listener.ts";
 import { readPublished, resumeSubmission, type PublishedProgress } from "./failover.ts";
-import { crashingJobError, jobIdMismatchError, malformedJobError, unknownModelError, type ErrorEvent } from "./job-rejection.ts";
+import {
+  crashingJobError, expiredJobError, jobIdMismatchError, malformedJobError, unknownModelError, withoutPrompt, type ErrorEvent,
+} from "./job-rejection.ts";
 import type { Logger } from "./logger.ts";
 import type { NodeMetrics, RequestOutcome } from "./metrics.ts";
 import type { StreamPublisher } from "./stream-publisher.ts";
@@ -45,6 +47,8 @@ export interface JobConsumerDeps {
   liveTtlSeconds: number;
   /** Engine starts a request gets (over all nodes) before it is failed as the likely cause of their crashes. */
   maxJobStarts: number;
+  /** A job no node has started within this long is dropped when it is finally taken. */
+  jobExpirySeconds: number;
   /** The engine failed: the node cannot serve any more (main exits non-zero after a drain). */
   onEngineFailure: (err: Error) => void;
 }
@@ -233,6 +237,8 @@ export class JobConsumer {
 
     const [published, cancelRaised] = await Promise.all([readPublished(this.deps.redis, target.streamKey), this.deps.cancels.isRaised(id)]);
     if (published.end !== null) return this.settleEnded(held, published.end);
+    const waitedSeconds = (Date.now() - chat.enqueuedAt) / 1000;
+    if (published.entries === 0 && waitedSeconds > this.deps.jobExpirySeconds) return this.reject(held, target, expiredJobError(waitedSeconds), 0);
     const modelError = unknownModelError(chat.request.model, this.deps.servedModelId);
     if (modelError) return this.reject(held, target, modelError, published.entries);
     publisher.open(target, published.entries);
@@ -367,6 +373,8 @@ export class JobConsumer {
   }
 
   private async failForGood(held: HeldJob, event: ErrorEvent): Promise<void> {
+    // Failed jobs are kept for inspection; the prompt is not (job-rejection.ts).
+    await held.job.updateData(withoutPrompt(held.job.data)).catch((err: Error) => this.deps.log.warn({ jobId: held.id, err: err.message }, "removing a failed job's prompt failed"));
     await held.job.moveToFailed(new UnrecoverableError(`${event.code ?? event.errorType}: ${event.message}`), held.token, false);
     this.deps.metrics.requests.inc({ outcome: "rejected" });
   }

@@ -43,3 +43,24 @@ export function crashingJobError(starts: number): ErrorEvent {
     param: null,
   };
 }
+
+/** A job that waited in the queue past the expiry before any node started it. */
+export function expiredJobError(waitedSeconds: number): ErrorEvent {
+  return {
+    type: "error", status: 503, errorType: "server_error", code: "queue_timeout",
+    message: `The request waited ${Math.round(waitedSeconds)} s in the queue before a GPU node could take it and was dropped; please retry.`,
+    param: null,
+  };
+}
+
+/**
+ * What a failed job keeps in Redis for inspection: everything but the prompt (messages and stop strings
+ * are the user's text; failed jobs outlive the request by an hour).
+ */
+export function withoutPrompt(data: unknown): Record<string, unknown> {
+  if (typeof data !== "object" || data === null) return {};
+  const { request, ...rest } = data as Record<string, unknown>;
+  if (typeof request !== "object" || request === null) return rest;
+  const { messages, stop, ...params } = request as Record<string, unknown>;
+  return { ...rest, request: { ...params, messages: Array.isArray(messages) ? `[${messages.length} messages removed]` : "[removed]" } };
+}
