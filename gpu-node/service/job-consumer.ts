@@ -23,11 +23,11 @@ import type { AdmissionGate } from "./admission-gate.ts";
 import type { CancelListener } from "./cancel-listener.ts";
 import { readPublished, resumeSubmission, type PublishedProgress } from "./failover.ts";
 import {
-  crashingJobError, expiredJobError, jobIdMismatchError, malformedJobError, unknownModelError, withoutPrompt, type ErrorEvent,
+  crashingJobError, expiredJobError, requestStateLostError, jobIdMismatchError, malformedJobError, unknownModelError, withoutPrompt, type ErrorEvent,
 } from "./job-rejection.ts";
 import type { Logger } from "./logger.ts";
 import type { NodeMetrics, RequestOutcome } from "./metrics.ts";
-import type { StreamPublisher } from "./stream-publisher.ts";
+import type { StreamPublisher, StreamTarget } from "./stream-publisher.ts";
 
 export interface JobConsumerDeps {
   engine: Engine;
@@ -271,6 +271,7 @@ export class JobConsumer {
     const written = await publisher.settled(id);
     if (held.state === "handing_back") return this.handBack(held);
     if (held.state === "lost" || written === "lost") {
+      if (await this.vanished(target)) return this.endVanished(held, target);
       metrics.requests.inc({ outcome: "lost" });
       return;
     }
@@ -285,6 +286,34 @@ export class JobConsumer {
     } else {
       await this.failForGood(held, end);
     }
+  }
+
+  /**
+   * Lost, and nobody else owns it: neither its owner key nor its stream exists. Redis lost its state
+   * (restarted without persistence, failed over to an empty replica), and with it the queued job.
+   */
+  private async vanished(target: StreamTarget): Promise<boolean> {
+    try {
+      return (await this.deps.redis.exists(target.ownerKey)) === 0 && (await this.deps.redis.exists(target.streamKey)) === 0;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Ends a request whose Redis state vanished with an `error` in a fresh stream, so a reader blocked
+   * on it (its cursor is older than any new entry id) sees the end instead of waiting for ever.
+   */
+  private async endVanished(held: HeldJob, target: StreamTarget): Promise<void> {
+    const { publisher, metrics, log } = this.deps;
+    const claimed = await this.deps.redis.set(target.ownerKey, held.token, "EX", this.deps.liveTtlSeconds, "NX").catch(() => null);
+    if (claimed === "OK") {
+      publisher.open(target, 0);
+      publisher.append(held.id, requestStateLostError());
+      await publisher.settled(held.id);
+    }
+    metrics.requests.inc({ outcome: "lost" });
+    log.warn({ jobId: held.id }, "the request's state vanished from Redis; ended its stream with an error");
   }
 
   /** Engine events → the stream and the metrics. Returns the final event, or null if none came. */

@@ -64,3 +64,12 @@ export function withoutPrompt(data: unknown): Record<string, unknown> {
   const { messages, stop, ...params } = request as Record<string, unknown>;
   return { ...rest, request: { ...params, messages: Array.isArray(messages) ? `[${messages.length} messages removed]` : "[removed]" } };
 }
+
+/** Redis lost the request's job and stream while it ran (a restart without persistence). */
+export function requestStateLostError(): ErrorEvent {
+  return {
+    type: "error", status: 503, errorType: "server_error", code: "request_state_lost",
+    message: "The request's state was lost by the queue (Redis restarted) while it was generating; please retry.",
+    param: null,
+  };
+}

@@ -76,6 +76,7 @@ export class TestWorker {
   /** Reads the stream until `done`/`error` (blocking reads), failing after timeoutMs. */
   async waitForEnd(id: string, timeoutMs = 30_000): Promise<StreamEvent[]> {
     const reader = this.redis.duplicate();
+    reader.on("error", () => {}); // reconnects are expected in chaos tests; a read that fails surfaces itself
     const events: StreamEvent[] = [];
     let cursor = "0-0";
     const deadline = Date.now() + timeoutMs;
