@@ -50,7 +50,12 @@ it(`serves ${TOTAL} requests at concurrency ${CONCURRENCY} with flat memory`, as
         await worker.waitForDeltas(job.id, 1, 60_000).catch(() => undefined);
         await worker.cancel(job.id);
       }
-      const end = (await worker.waitForEnd(job.id, 60_000)).at(-1)!;
+      const end = (await worker.waitForEnd(job.id, 60_000).catch(async (err: Error) => {
+        // What the node knows of the request, for whoever reads the failure.
+        const logs = node.logs.filter((l) => l.jobId === job.id || (l.level as number) >= 40).slice(-20);
+        const state = await worker.queue.getJobState(job.id);
+        throw new Error(`${err.message}; job ${state}; request ${JSON.stringify(job.request).slice(0, 300)}; events ${JSON.stringify(await worker.events(job.id)).slice(0, 1500)}; node logs ${JSON.stringify(logs).slice(0, 3000)}`);
+      })).at(-1)!;
       outcomes.set(end.type, (outcomes.get(end.type) ?? 0) + 1);
       if (++finished % 50 === 0) rss.push(await node.metric("gpu_node_process_resident_memory_bytes"));
     }
