@@ -13,6 +13,7 @@
  */
 import { parseArgs } from "node:util";
 import { Cluster, Redis } from "ioredis";
+import { CONCURRENCY_LEASE_MS } from "../shared/limits.ts";
 import { newCompletionId, PROTOCOL_VERSION } from "../shared/protocol.ts";
 import { redisKeys } from "../shared/redis-keys.ts";
 import { chatRequest } from "../gpu-node/service/test/chat-jobs.ts";
@@ -108,7 +109,7 @@ async function main(): Promise<void> {
         const job = { protocol: PROTOCOL_VERSION, id, created: Math.floor(Date.now() / 1000), enqueuedAt: Date.now(), request, cacheSalt: "0123456789abcdef" };
         const limits = { rpm: 1e9, tpm: 1e12, concurrent: 1e6 };
         const admission = await admitAndEnqueue(edge, keys, {
-          keyHash: "bench-key", limits, job, estimatedTokens: args.tokens * args.n + 32, maxQueueDepth: 1e6,
+          keyHash: "bench-key", limits, job, estimatedTokens: args.tokens * args.n + 32, maxQueueDepth: 1e6, leaseMs: CONCURRENCY_LEASE_MS,
           meta: { ownerKeyHash: "bench-key", model: request.model, created: job.created, n: args.n, logprobs: false, includeUsage: false },
         });
         const reader = new StreamReader(edge, keys.stream(id));

@@ -48,7 +48,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function startWranglerDev(o: Options, prefix: string, devKey: string, stateDir: string): Promise<ChildProcess> {
   const bin = createRequire(import.meta.url).resolve("wrangler/bin/wrangler.js");
-  const vars = { DEV_API_KEY: devKey, REDIS_PREFIX: prefix, SSE_HOLD_MS: "0", RATE_LIMIT_RPM: "1000000", RATE_LIMIT_TPM: "1000000000", RATE_LIMIT_CONCURRENT: "10000", MAX_QUEUE_DEPTH: "1000000" };
+  const vars = { LOCAL_DEVELOPMENT: "true", DEV_API_KEY: devKey, REDIS_PREFIX: prefix, SSE_HOLD_MS: "0", HEALTH_CACHE_MS: "0", RATE_LIMIT_RPM: "1000000", RATE_LIMIT_TPM: "1000000000", RATE_LIMIT_CONCURRENT: "10000", MAX_QUEUE_DEPTH: "1000000" };
   const args = [bin, "dev", "--ip", "127.0.0.1", "--port", String(o.port), "--persist-to", stateDir, "--show-interactive-dev-session=false", "--log-level", "warn"];
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
   const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"], detached: true, env: { ...process.env, WRANGLER_SEND_METRICS: "false" } });

@@ -13,9 +13,11 @@ import { errorResponse, notFound, toApiError } from "./error-response.ts";
 import { requestBodyLimit } from "./middleware/body-limit.ts";
 import { withEdgeConfig } from "./middleware/edge-config.ts";
 import { chatCompletionRoutes } from "./routes/chat-completions.ts";
+import { completionCancelRoutes } from "./routes/completion-cancel.ts";
 import { completionEventRoutes } from "./routes/completion-events.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { modelRoutes } from "./routes/models.ts";
+import { playgroundRoutes } from "./playground/routes.ts";
 
 export const app = new Hono<AppEnv>();
 
@@ -44,3 +46,5 @@ app.route("/v1", modelRoutes);
 app.route("/v1", chatCompletionRoutes);
 app.route("/v1/openai", chatCompletionRoutes);
 app.route("/v1", completionEventRoutes);
+app.route("/v1", completionCancelRoutes);
+app.route("/", playgroundRoutes);

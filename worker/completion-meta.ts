@@ -3,6 +3,7 @@
  * it: the owner (key hash) and the options that shape its chunks. Lives as long as the stream.
  */
 import { STREAM_TTL_SECONDS, type RedisKeys } from "../shared/redis-keys.ts";
+import { readersKey } from "./completion-readers.ts";
 import type { RedisClient } from "./redis.ts";
 
 export interface CompletionMeta {
@@ -31,5 +32,6 @@ export async function expireFinished(redis: RedisClient, keys: RedisKeys, id: st
   await redis.multi()
     .expire(keys.stream(id), STREAM_TTL_SECONDS)
     .expire(keys.meta(id), STREAM_TTL_SECONDS)
+    .del(readersKey(keys, id))
     .exec();
 }

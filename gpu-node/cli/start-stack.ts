@@ -7,8 +7,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import os from "node:os";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { failUsage } from "./cli-error.ts";
@@ -105,6 +105,18 @@ async function stop(code: number): Promise<void> {
 process.on("SIGINT", () => void stop(0));
 process.on("SIGTERM", () => void stop(0));
 
+/**
+ * The Worker's local-development vars, in a file only this user can read: the dev key and the Redis URL
+ * stay off command lines (visible to every user in `ps`). Removed when the stack stops.
+ */
+function workerEnvFile(): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "phi4-worker-env-"));
+  const file = path.join(dir, "worker.env");
+  writeFileSync(file, `LOCAL_DEVELOPMENT=true\nDEV_API_KEY=${devKey}\nREDIS_URL=${redisUrl.href}\nREDIS_PREFIX=${prefix}\n`, { mode: 0o600 });
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  return file;
+}
+
 async function main(): Promise<void> {
   const redisHost = redisUrl.hostname || "127.0.0.1";
   const redisPort = Number(redisUrl.port || 6379);
@@ -134,15 +146,9 @@ async function main(): Promise<void> {
       METRICS_PORT: String(metricsBase + i),
     });
   }
-  // The dev key and the Redis URL (which may hold a password) go to wrangler in a file only this user
-  // can read, never on its command line, which every user of the machine can list.
-  const secretsDir = mkdtempSync(path.join(os.tmpdir(), "phi4-stack-"));
-  process.on("exit", () => rmSync(secretsDir, { recursive: true, force: true }));
-  const envFile = path.join(secretsDir, "worker.env");
-  writeFileSync(envFile, `DEV_API_KEY=${JSON.stringify(devKey)}\nREDIS_URL=${JSON.stringify(redisUrl.href)}\n`, { mode: 0o600 });
   start("wrangler dev", bin("wrangler"), [
     "dev", "--ip", "127.0.0.1", "--port", String(workerPort), "--show-interactive-dev-session=false",
-    "--env-file", envFile, "--var", `REDIS_PREFIX:${prefix}`,
+    "--env-file", workerEnvFile(),
   ], { WRANGLER_SEND_METRICS: "false", NO_UPDATE_NOTIFIER: "1" });
 
   for (let i = 0; i < gpuNodes; i++) await waitFor(`gpu-node-${i}`, () => httpOk(`http://127.0.0.1:${metricsBase + i}/ready`), 120_000);
@@ -151,6 +157,7 @@ async function main(): Promise<void> {
   process.stdout.write(
     `phi4-serve is up (${gpuNodes} GPU node${gpuNodes === 1 ? "" : "s"}, model ${modelDir})\n` +
       `  base URL: http://127.0.0.1:${workerPort}/v1\n` +
+      `  playground: http://127.0.0.1:${workerPort}/\n` +
       `  API key:  ${devKey}\n` +
       gpuChildren.map((c, i) => `  gpu-node-${i}: pid ${c.pid}, metrics http://127.0.0.1:${metricsBase + i}/metrics\n`).join("") +
       `Try: curl http://127.0.0.1:${workerPort}/v1/chat/completions -H "Authorization: Bearer ${devKey}" ` +

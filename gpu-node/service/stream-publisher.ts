@@ -16,26 +16,42 @@
  * different requests' keys almost never do; the calls still leave together, pipelined). Engine events reach the host thread one message per step and are handed to the consumers in
  * microtasks; the flush runs on the next macrotask (setImmediate), after all of them.
  */
+import { MAX_STREAM_ENTRIES } from "../../shared/limits.ts";
 import { encodeStreamEvent, type StreamEvent } from "../../shared/protocol.ts";
 import { isCluster, type RedisConnection } from "./redis-connection.ts";
 
+/** What ends a stream that reached its length budget (the edge caps requests well below it). */
+const STREAM_BUDGET_ERROR = encodeStreamEvent({
+  type: "error", status: 500, errorType: "server_error", code: "stream_budget_exceeded", param: null,
+  message: "The completion's output passed its stream length budget and was stopped.",
+});
+
 /**
- * One call per step for every stream written in it. KEYS: owner, stream for each request. ARGV, for each
- * request in order: token, ttl seconds, expected length before this write, field count, then the fields
- * (4 per entry). Returns per request: entries added; -1 when another node owns it; -2 when the stream is not the
- * expected length (nothing is written for that request, the others are unaffected).
+ * One call per step for every stream written in it. KEYS: owner, stream for each request. ARGV: the
+ * stream length budget (entries), the finished TTL, the 4 fields of the budget's error event; then for
+ * each request in order: token, ttl seconds, expected length before this write, field count, then the
+ * fields (4 per entry). Returns per request: entries added; -1 when another node owns it; -2 when the
+ * stream is not the expected length (nothing is written for that request, the others are unaffected);
+ * -3 when these entries would pass the length budget (the stream ends with the budget's error event
+ * instead).
  */
 const APPEND_FENCED = `
 local results = {}
-local a = 1
+local budget = tonumber(ARGV[1])
+local a = 7
 for t = 1, #KEYS / 2 do
   local owner, stream = KEYS[2 * t - 1], KEYS[2 * t]
   local count = tonumber(ARGV[a + 3])
   local first = a + 4
+  local length = redis.call("XLEN", stream)
   if redis.call("GET", owner) ~= ARGV[a] then
     results[t] = -1
-  elseif redis.call("XLEN", stream) ~= tonumber(ARGV[a + 2]) then
+  elseif length ~= tonumber(ARGV[a + 2]) then
     results[t] = -2
+  elseif length + count / 4 > budget then
+    redis.call("XADD", stream, "*", ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+    redis.call("EXPIRE", stream, ARGV[2])
+    results[t] = -3
   else
     for i = first, first + count - 1, 4 do
       redis.call("XADD", stream, "*", ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
@@ -105,10 +121,12 @@ export class StreamPublisher {
     private readonly finishedTtlSeconds: number,
     /** Stream lifetime while it is being written (refreshed by every write): covers a job waiting for a failover. */
     private readonly liveTtlSeconds: number,
-    /** Called once when a request's writes are refused (lock lost, stream not as expected) or fail. */
+    /** Called once when a request's writes are refused (another node owns it, stream not as expected, budget spent) or fail. */
     private readonly onLost: (id: string, reason: string) => void,
     /** Called after each step's call is answered: its wall time (send → reply), host-thread time, entries. */
     private readonly onFlushed: (wallMs: number, hostMs: number, entries: number) => void = () => {},
+    /** A stream's length budget: entries past it are refused and the stream ends with an error event. */
+    private readonly maxEntries: number = MAX_STREAM_ENTRIES,
   ) {
     if (!("appendFencedEvents" in redis)) redis.defineCommand("appendFencedEvents", { lua: APPEND_FENCED });
     this.redis = redis as FencedRedis;
@@ -175,7 +193,7 @@ export class StreamPublisher {
       const { target } = writes;
       const group = cluster ? id : "";
       let call = calls.get(group);
-      if (!call) calls.set(group, (call = { ids: [], keys: [], args: [] }));
+      if (!call) calls.set(group, (call = { ids: [], keys: [], args: [this.maxEntries, this.finishedTtlSeconds, ...STREAM_BUDGET_ERROR] }));
       call.ids.push(id);
       call.keys.push(target.ownerKey, target.streamKey);
       call.args.push(target.token, writes.final ? this.finishedTtlSeconds : this.liveTtlSeconds, writes.lengthBefore, writes.fields.length);
@@ -216,7 +234,10 @@ export class StreamPublisher {
     if (state.lost) return "lost";
     if (typeof added !== "number" || added < 0) {
       state.lost = true;
-      const reason = added instanceof Error ? `stream write failed: ${added.message}` : added === -1 ? "another node owns the job" : "stream is not where this node left it";
+      const reason = added instanceof Error ? `stream write failed: ${added.message}`
+        : added === -1 ? "another node owns the job"
+        : added === -3 ? `stream length budget (${this.maxEntries} entries) exceeded; the stream ended with an error`
+        : "stream is not where this node left it";
       this.onLost(id, reason);
       return "lost";
     }

@@ -11,6 +11,8 @@ import { parseMetric } from "../../gpu-node/service/test/node-process.ts";
 
 export interface Stack {
   baseURL: string;
+  /** The playground page's URL, as `npm start` prints it. */
+  playgroundURL: string;
   origin: string;
   apiKey: string;
   prefix: string;
@@ -70,6 +72,7 @@ export async function startStack(options: { gpuNodes?: number; extraEnv?: Record
   const nodes = [...out.matchAll(/gpu-node-\d+: pid (\d+), metrics (\S+)/g)].map((m) => ({ pid: Number(m[1]), metrics: m[2] }));
   return {
     baseURL,
+    playgroundURL: /playground: (\S+)/.exec(out)![1],
     origin: new URL(baseURL).origin,
     apiKey: /API key:\s+(\S+)/.exec(out)![1],
     prefix,

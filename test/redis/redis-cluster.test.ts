@@ -8,6 +8,7 @@
  */
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CONCURRENCY_LEASE_MS } from "../../shared/limits.ts";
 import { redisKeys } from "../../shared/redis-keys.ts";
 import type { StreamEvent } from "../../shared/protocol.ts";
 import { chatJob, TestWorker, textsOf, uniquePrefix } from "../../gpu-node/service/test/chat-jobs.ts";
@@ -77,7 +78,7 @@ describe("on a three-master Redis Cluster", () => {
     const jobs = [chatJob({ maxTokens: 12, n: 2 }), chatJob({ maxTokens: 12, seed: "11" }), chatJob({ maxTokens: 12, seed: "12" })];
     const admissions = [];
     for (const job of jobs) {
-      admissions.push(await admit(edge, keys, "key-hash-1", limits, job.id, 100));
+      admissions.push(await admit(edge, keys, { keyHash: "key-hash-1", limits, slot: job.id, estimatedTokens: 100, leaseMs: CONCURRENCY_LEASE_MS }));
       await saveMeta(edge, keys, job.id, { ownerKeyHash: "key-hash-1", model: "microsoft/phi-4", created: job.created, n: job.request.n, logprobs: false, includeUsage: true });
       await enqueueChat(queue, job);
     }

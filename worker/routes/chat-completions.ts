@@ -4,6 +4,7 @@
  */
 import { Hono } from "hono";
 import { CONTEXT_LENGTH } from "../../shared/limits.ts";
+import { outputBudgetError } from "../../shared/output-budget.ts";
 import { newCompletionId, PROTOCOL_VERSION, type ChatJob } from "../../shared/protocol.ts";
 import type { ChatRequest } from "../../shared/request-schema.ts";
 import { redisKeys } from "../../shared/redis-keys.ts";
@@ -31,6 +32,8 @@ export const chatCompletionRoutes = new Hono<AppEnv>()
     const config = c.get("config");
     const caller = c.get("caller");
     const request = await readChatRequest(c.req.raw, config.modelId);
+    const overBudget = outputBudgetError(request, estimatePromptTokens(request));
+    if (overBudget) throw overBudget;
     const keys = redisKeys(config.redisPrefix);
     const id = newCompletionId();
     const created = Math.floor(Date.now() / 1000);
@@ -56,15 +59,21 @@ export const chatCompletionRoutes = new Hono<AppEnv>()
     try {
       admission = await admitAndEnqueue(redis, keys, {
         keyHash: caller.keyHash, limits: caller.limits, job, meta,
-        estimatedTokens: admissionTokens(request), maxQueueDepth: config.maxQueueDepth,
+        estimatedTokens: admissionTokens(request), maxQueueDepth: config.maxQueueDepth, leaseMs: config.leaseMs,
       });
     } catch (err) {
       await closeRedis(redis);
       throw asServiceError(err);
     }
 
-    const session = new CompletionSession(redis, keys, id, config.redisUrl, { keyHash: caller.keyHash, admission }, waitUntilOf(c));
-    const relay: Relay = { session, reader: new StreamReader(redis, keys.stream(id)), meta, prices: config.prices, keepAliveMs: config.sseKeepAliveMs };
+    const session = new CompletionSession({
+      redis, keys, id, redisUrl: config.redisUrl, generation: { keyHash: caller.keyHash, slot: id, admission }, own: null, reconciles: true,
+      leaseMs: config.leaseMs, waitUntil: waitUntilOf(c),
+    });
+    const relay: Relay = {
+      session, reader: new StreamReader(redis, keys.stream(id)), meta, prices: config.prices,
+      keepAliveMs: config.sseKeepAliveMs, resumeGraceMs: config.resumeGraceMs, deadline: Date.now() + config.relayDeadlineMs,
+    };
     if (!request.stream) {
       const response = await collectCompletion(relay, c.req.raw.signal);
       response.headers.set("x-request-id", id);
@@ -73,6 +82,7 @@ export const chatCompletionRoutes = new Hono<AppEnv>()
 
     let held;
     try {
+      await session.keepLease(); // registers this reader before anyone can try to resume
       held = await holdForFirstToken(relay.reader, config.sseHoldMs);
     } catch (err) {
       await session.finish(null, false);

@@ -95,3 +95,27 @@ describe("StreamPublisher", () => {
     expect(await read(e)).toEqual([start, delta(1)]);
   });
 });
+
+describe("StreamPublisher's stream length budget", () => {
+  it("refuses entries past the budget and ends the stream with the budget's error event", async () => {
+    const refused: Array<[string, string]> = [];
+    const small = new StreamPublisher(redis, 60, 3600, (id, reason) => refused.push([id, reason]), undefined, 4);
+    const t = await target("budget");
+    small.open(t, 0);
+    small.append("budget", start);
+    small.append("budget", delta(1));
+    small.append("budget", delta(2));
+    expect(await small.settled("budget")).toBe("written");
+    small.append("budget", delta(3));
+    small.append("budget", delta(4)); // 5 entries: one past the budget of 4
+    expect(await small.settled("budget")).toBe("lost");
+    small.append("budget", delta(5)); // nothing more is written once it ended
+    await small.settled("budget");
+    const events = await read(t);
+    expect(events.slice(0, 3)).toEqual([start, delta(1), delta(2)]);
+    expect(events).toHaveLength(4);
+    expect(events[3]).toMatchObject({ type: "error", code: "stream_budget_exceeded" });
+    expect(await redis.ttl(t.streamKey)).toBeLessThanOrEqual(60); // the finished TTL
+    expect(refused).toEqual([["budget", expect.stringContaining("budget")]]);
+  });
+});
