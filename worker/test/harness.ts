@@ -76,7 +76,7 @@ export class EdgeHarness {
       const jobs = await this.queue.getJobs(["waiting"], 0, 0, true);
       if (jobs.length > 0) {
         const job = jobs[0];
-        await this.redis.multi().lrem(`${this.prefix}:chat:wait`, 0, job.id!).lpush(`${this.prefix}:chat:active`, job.id!).exec();
+        await this.redis.multi().lrem(`${this.keys.queuePrefix}:chat:wait`, 0, job.id!).lpush(`${this.keys.queuePrefix}:chat:active`, job.id!).exec();
         return job.data as ChatJob;
       }
       await new Promise((r) => setTimeout(r, 10));
