@@ -36,7 +36,7 @@ export default defineConfig({
       {
         test: {
           name: "node",
-          include: ["shared/**/*.test.ts", "gpu-node/**/*.test.ts", "test/**/*.test.ts"],
+          include: ["shared/**/*.test.ts", "gpu-node/**/*.test.ts", "bench/**/*.test.ts", "test/**/*.test.ts"],
           environment: "node",
           testTimeout: 120_000,
           hookTimeout: 180_000,

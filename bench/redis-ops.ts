@@ -16,9 +16,9 @@ import { Cluster, Redis } from "ioredis";
 import { CONCURRENCY_LEASE_MS } from "../shared/limits.ts";
 import { newCompletionId, PROTOCOL_VERSION } from "../shared/protocol.ts";
 import { redisKeys } from "../shared/redis-keys.ts";
-import { chatRequest } from "../gpu-node/service/test/chat-jobs.ts";
-import { startNode } from "../gpu-node/service/test/node-process.ts";
-import { tinyModelDir } from "../gpu-node/service/test/tiny-model-cache.ts";
+import { chatRequest } from "../stack/chat-jobs.ts";
+import { startNode } from "../stack/node-process.ts";
+import { cachedTinyModel } from "../gpu-node/model/tiny-model.ts";
 import { startRedisCluster, startRedisServer } from "../test/redis/redis-server-process.ts";
 import { admitAndEnqueue } from "../worker/admission.ts";
 import { expireFinished } from "../worker/completion-meta.ts";
@@ -93,7 +93,7 @@ async function main(): Promise<void> {
   }
   const edge = client as unknown as RedisClient; // the Worker's functions; ioredis's Cluster speaks the same commands
   const node = await startNode({
-    prefix, modelDir: await tinyModelDir(), name: "bench-ops",
+    prefix, modelDir: await cachedTinyModel(), name: "bench-ops",
     env: { REDIS_URL: url, KV_CACHE_TOKENS: String(Math.max(8192, args.concurrency * args.n * (args.tokens + 64) * 2)) },
   });
   try {

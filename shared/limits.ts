@@ -1,4 +1,4 @@
-/** Limits every layer agrees on (../shared/PHI4.md). The Worker validates against them, the node enforces them. */
+/** Limits every layer agrees on (docs/api.md). The Worker validates against them, the node enforces them. */
 
 export const SERVED_MODEL_ID = "microsoft/phi-4";
 export const CONTEXT_LENGTH = 16_384;
@@ -13,7 +13,7 @@ export const MIN_P = { min: 0, max: 1, default: 0 } as const;
 export const TOP_K = { min: 0, max: 999, default: 0 } as const;
 export const PENALTY = { min: -2, max: 2, default: 0 } as const;
 export const REPETITION_PENALTY = { min: 0.01, max: 5, default: 1 } as const;
-/** Seeds are 0 ≤ s < 2^63 (PHI4.md). */
+/** Seeds are 0 ≤ s < 2^63 (docs/api.md). */
 export const SEED_EXCLUSIVE_MAX = 2 ** 63;
 export const MAX_STOP_SEQUENCES = 4;
 export const MAX_STOP_SEQUENCE_CHARS = 512;
@@ -63,3 +63,7 @@ export const STREAM_BUDGET_BYTES = 16 * 1024 * 1024;
 export const NON_STREAMED_BUDGET_BYTES = 4 * 1024 * 1024;
 /** One entry per token per choice at most, plus `start` and the final event. */
 export const MAX_STREAM_ENTRIES = MAX_REQUEST_OUTPUT_TOKENS + MAX_N + 2;
+/** Function tools per request (OpenAI's limit). */
+export const MAX_TOOLS = 128;
+/** `/v1/completions`: the most alternatives an integer `logprobs` may ask for (OpenAI's limit). */
+export const MAX_LEGACY_LOGPROBS = 5;

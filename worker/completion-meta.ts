@@ -13,6 +13,8 @@ export interface CompletionMeta {
   n: number;
   logprobs: boolean;
   includeUsage: boolean;
+  /** `text`: a legacy `/v1/completions` request (text_completion objects); absent: chat. */
+  kind?: "text";
 }
 
 /** While queued or running, a request may take this long before its stream gets its final TTL. */

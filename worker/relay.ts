@@ -11,6 +11,7 @@ import type { Prices } from "../shared/pricing.ts";
 import type { StreamEvent } from "../shared/protocol.ts";
 import type { CompletionMeta } from "./completion-meta.ts";
 import { ChunkRenderer, CompletionAssembler } from "./completion-render.ts";
+import { TextChunkRenderer, TextCompletionAssembler } from "./text-completion-render.ts";
 import type { CompletionSession } from "./completion-session.ts";
 import { chatQueue } from "./queue.ts";
 import { redisUnavailable } from "./redis.ts";
@@ -113,7 +114,7 @@ export function relaySSE(c: Context, { session, reader, meta, prices, keepAliveM
     // `enable_request_signal` flag) the incoming request's signal; whichever comes first.
     stream.onAbort(() => session.abandon(resumeGraceMs));
     onClientGone(c.req.raw.signal, () => session.abandon(resumeGraceMs));
-    const renderer = new ChunkRenderer(session.id, meta, prices);
+    const renderer = meta.kind === "text" ? new TextChunkRenderer(session.id, meta, prices) : new ChunkRenderer(session.id, meta, prices);
     try {
       if (await writeEntries(stream, renderer, session, buffered)) return;
       let lastWrite = Date.now();
@@ -153,7 +154,7 @@ export function relaySSE(c: Context, { session, reader, meta, prices, keepAliveM
 }
 
 /** Writes entries; true when the stream has ended (after `done` or `error`). */
-async function writeEntries(stream: SSEStreamingApi, renderer: ChunkRenderer, session: CompletionSession, entries: StreamEntry[]): Promise<boolean> {
+async function writeEntries(stream: SSEStreamingApi, renderer: ChunkRenderer | TextChunkRenderer, session: CompletionSession, entries: StreamEntry[]): Promise<boolean> {
   for (const entry of entries) {
     for (const data of renderer.render(entry.event)) await stream.writeSSE({ data, id: entry.id });
     if (entry.event.type === "done") {
@@ -170,7 +171,7 @@ async function writeEntries(stream: SSEStreamingApi, renderer: ChunkRenderer, se
 
 /** Waits for `done` and answers one chat.completion; a node error at any point is the HTTP error. */
 export async function collectCompletion({ session, reader, meta, prices, keepAliveMs, deadline }: Relay, signal: AbortSignal | undefined): Promise<Response> {
-  const assembler = new CompletionAssembler(session.id, meta, prices);
+  const assembler = meta.kind === "text" ? new TextCompletionAssembler(session.id, meta, prices) : new CompletionAssembler(session.id, meta, prices);
   let lastEvent = Date.now();
   // Nobody can resume a non-streaming request: its generation stops at once.
   onClientGone(signal, () => session.abandon(0));

@@ -42,16 +42,20 @@ async function main(): Promise<void> {
   const deferred: HostMessage[] = [];
   const apply = (m: HostMessage) => {
     switch (m.type) {
-      case "submit":
+      case "submit": {
+        const failed = (e: unknown) => pending.push([m.submission.id, {
+          type: "error", status: 500, errorType: "server_error", code: "engine_error", message: (e as Error).message, param: null,
+        }]);
         try {
-          engine.submit(m.submission, options.nodeName);
+          // A request with a grammar is admitted once it is compiled (XGrammar runs on this thread).
+          const admitted = engine.submit(m.submission, options.nodeName);
+          if (admitted) void admitted.catch(failed).finally(() => { flush(); wake?.(); });
         } catch (e) {
-          pending.push([m.submission.id, {
-            type: "error", status: 500, errorType: "server_error", code: "engine_error", message: (e as Error).message, param: null,
-          }]);
+          failed(e);
         }
         flush();
         break;
+      }
       case "abort":
         engine.abort(m.id);
         flush();

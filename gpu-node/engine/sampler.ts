@@ -44,7 +44,7 @@ export interface SampleResult {
   top: Array<{ token: number; logprob: number }> | null;
 }
 
-/** The defaults of PHI4.md: plain sampling at temperature 1. */
+/** The defaults of docs/api.md: plain sampling at temperature 1. */
 export const DEFAULT_SAMPLING: Readonly<SamplingParams> = Object.freeze({
   temperature: 1, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0,
   repetitionPenalty: 1, logitBias: Object.freeze({}) as Record<number, number>, topLogprobs: 0, logprobs: false,

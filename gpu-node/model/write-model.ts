@@ -5,12 +5,13 @@
  * Everything is written into a sibling temp directory and moved into place only at the end, so a failure
  * leaves no partial output.
  */
-import { mkdir, open, rename, rm, writeFile, readdir, stat, type FileHandle } from "node:fs/promises";
+import { mkdir, rename, rm, writeFile, readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Phi3Config } from "./phi3-config.ts";
 import type { WeightSource } from "./weights.ts";
-import { OnnxGraph, type DataTypeCode } from "./graph/onnx-graph.ts";
-import { LAYOUT_VERSION, buildPhi3DecoderGraph, weightBytes, type InitializerSink, type ModelDtype } from "./graph/phi3-decoder-graph.ts";
+import { OnnxGraph } from "./graph/onnx-graph.ts";
+import { LAYOUT_VERSION, buildPhi3DecoderGraph, weightBytes, type ModelDtype } from "./graph/phi3-decoder-graph.ts";
+import { ExternalDataSink, inlineSink } from "./external-data.ts";
 import { MODEL_CONFIG_FILE, MODEL_DATA_FILE, MODEL_ONNX_FILE, validateArchitecture, type ModelConfigFile } from "./model-files.ts";
 
 export interface WriteModelOptions {
@@ -21,38 +22,21 @@ export interface WriteModelOptions {
 }
 
 const DEFAULT_INLINE_LIMIT = 512 * 1024 * 1024;
-/** Tensors smaller than this stay inline even in external-data mode. */
-const EXTERNAL_MIN_BYTES = 1024;
-/** Offsets in the data file are aligned so the runtime may map tensors directly. */
-const DATA_ALIGNMENT = 4096;
 
 export async function writeModel(config: Phi3Config, weights: WeightSource, options: WriteModelOptions): Promise<void> {
   validateArchitecture(config);
   const outDir = path.resolve(options.outDir);
   const tmpDir = `${outDir}.partial-${process.pid}-${Date.now()}`;
   await mkdir(tmpDir, { recursive: true });
-  let dataFile: FileHandle | undefined;
+  let dataSink: ExternalDataSink | undefined;
   try {
     const external = weightBytes(config, options.dtype) > (options.inlineLimitBytes ?? DEFAULT_INLINE_LIMIT);
     const g = new OnnxGraph();
-    let offset = 0;
-    if (external) dataFile = await open(path.join(tmpDir, MODEL_DATA_FILE), "w");
-    const sink: InitializerSink = {
-      async add(name: string, type: DataTypeCode, dims: number[], bytes: Uint8Array) {
-        if (!dataFile || bytes.byteLength < EXTERNAL_MIN_BYTES) {
-          g.addInitializer(name, type, dims, bytes);
-          return;
-        }
-        offset = Math.ceil(offset / DATA_ALIGNMENT) * DATA_ALIGNMENT;
-        await dataFile.write(bytes, 0, bytes.byteLength, offset);
-        g.addExternalInitializer(name, type, dims, { location: MODEL_DATA_FILE, offset, length: bytes.byteLength });
-        offset += bytes.byteLength;
-      },
-    };
-    await buildPhi3DecoderGraph(g, config, options.dtype, weights, sink);
-    if (dataFile) {
-      await dataFile.close();
-      dataFile = undefined;
+    if (external) dataSink = await ExternalDataSink.create(g, tmpDir, MODEL_DATA_FILE);
+    await buildPhi3DecoderGraph(g, config, options.dtype, weights, dataSink ?? inlineSink(g));
+    if (dataSink) {
+      await dataSink.close();
+      dataSink = undefined;
     }
     await writeFile(path.join(tmpDir, MODEL_ONNX_FILE), g.encode("phi3_decoder_paged_kv", `phi3 decoder, layout v${LAYOUT_VERSION}, ${options.dtype}`));
     const fileConfig: ModelConfigFile = {
@@ -66,7 +50,7 @@ export async function writeModel(config: Phi3Config, weights: WeightSource, opti
     await writeFile(path.join(tmpDir, MODEL_CONFIG_FILE), JSON.stringify(fileConfig, null, 2) + "\n");
     await moveIntoPlace(tmpDir, outDir);
   } catch (err) {
-    if (dataFile) await dataFile.close().catch(() => {});
+    if (dataSink) await dataSink.close().catch(() => {});
     await rm(tmpDir, { recursive: true, force: true });
     throw err;
   }

@@ -1,24 +1,21 @@
 /**
- * The GPU node's configuration, read once from the environment (DESIGN.md "Configuration").
+ * The GPU node's configuration, read once from the environment (README, "Configuration").
  * Every variable has a laptop default; a value that does not parse is a ConfigError naming the
  * variable, which main.ts prints as one line before exiting with status 2.
  */
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { QUEUED_JOB_EXPIRY_SECONDS, SERVED_MODEL_ID } from "../../shared/limits.ts";
 import { DEFAULT_REDIS_PREFIX, STREAM_TTL_SECONDS } from "../../shared/redis-keys.ts";
 import { parseRedisUrl, type RedisTarget } from "../../shared/redis-url.ts";
 
-/** The tiny model's default home: `models/tiny` at the repository root (ignored by git, built on first start). */
-export const DEFAULT_MODEL_DIR = fileURLToPath(new URL("../../models/tiny", import.meta.url));
 
 export interface NodeConfig {
   /** One Redis or a cluster (REDIS_URL, shared/redis-url.ts). */
   redis: RedisTarget;
   redisPrefix: string;
-  /** null: the tiny model under DEFAULT_MODEL_DIR, built if missing. */
+  /** null: the tiny model under models/tiny (gpu-node/model/tiny-model.ts), built if missing. */
   modelDir: string | null;
   ep: "cpu" | "cuda";
   /** The model id jobs must name (the Worker's SERVED_MODEL_ID). */

@@ -17,6 +17,7 @@ import { randomUUID } from "node:crypto";
 import { UnrecoverableError, type Job, type Worker } from "bullmq";
 import type { RedisConnection } from "./redis-connection.ts";
 import { parseChatJob, type ChatJob, type StreamEvent } from "../../shared/protocol.ts";
+import { choiceCount } from "../../shared/request-schema.ts";
 import type { RedisKeys } from "../../shared/redis-keys.ts";
 import type { Engine } from "../engine/engine.ts";
 import type { AdmissionGate } from "./admission-gate.ts";
@@ -232,7 +233,8 @@ export class JobConsumer {
       return this.reject(held, target, malformedJobError(err), 0);
     }
     if (chat.id !== id) return this.reject(held, target, jobIdMismatchError(id, chat.id), 0);
-    held.sequences = chat.request.n;
+    const choices = choiceCount(chat.request);
+    held.sequences = choices;
     metrics.queueWait.observe(Math.max(0, Date.now() - chat.enqueuedAt) / 1000);
 
     const [published, cancelRaised] = await Promise.all([readPublished(this.deps.redis, target.streamKey), this.deps.cancels.isRaised(id)]);
@@ -242,7 +244,7 @@ export class JobConsumer {
     const modelError = unknownModelError(chat.request.model, this.deps.servedModelId);
     if (modelError) return this.reject(held, target, modelError, published.entries);
     publisher.open(target, published.entries);
-    if (cancelRaised || held.cancelRequested) return this.endCancelledUnstarted(held, chat.request.n, published);
+    if (cancelRaised || held.cancelRequested) return this.endCancelledUnstarted(held, choices, published);
 
     // Count the start before the engine sees the job: a job that takes its node down (the engine thread
     // fails, or the process dies) comes back, and after maxJobStarts it is ended instead of run again.
@@ -253,7 +255,7 @@ export class JobConsumer {
 
     const resumed = published.start !== null;
     if (resumed) metrics.resumed.inc();
-    log.info({ jobId: id, n: chat.request.n, resumedEntries: published.entries, attempt: job.attemptsStarted }, resumed ? "job resumed" : "job started");
+    log.info({ jobId: id, n: choices, resumedEntries: published.entries, attempt: job.attemptsStarted }, resumed ? "job resumed" : "job started");
 
     let events: AsyncIterable<StreamEvent>;
     try {
@@ -265,7 +267,7 @@ export class JobConsumer {
     // A cancel or a drain that came while this job was being read: stop it at the engine's next step.
     if (held.cancelRequested || held.state !== "running") this.deps.engine.abort(id);
 
-    const end = await this.relay(held, events, chat.request.n, resumed);
+    const end = await this.relay(held, events, choices, resumed);
     if (end?.type === "error" && end.code === "engine_failed") return this.engineFailed(held, new Error(end.message));
 
     const written = await publisher.settled(id);

@@ -1,5 +1,5 @@
 /**
- * Phi-4's chat format (PHI4.md): one block per message,
+ * Phi-4's chat format (docs/chat-format.md): one block per message,
  *   <|im_start|>{role}<|im_sep|>{content}<|im_end|>
  * and the prompt ends with an open assistant header. Role and content are encoded as ordinary text
  * (so special-token strings in content stay text); the control tokens are inserted by id.

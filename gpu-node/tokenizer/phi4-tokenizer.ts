@@ -1,5 +1,5 @@
 /**
- * The exact Phi-4 tokenizer: cl100k_base BPE plus Phi-4's special tokens (PHI4.md).
+ * The exact Phi-4 tokenizer: cl100k_base BPE plus Phi-4's special tokens (docs/tokenizer.md).
  * Text from users is always encoded as ordinary text: a "<|im_end|>" typed in a message is BPE'd like
  * any other characters, never turned into a control token. Control tokens enter only by id.
  */

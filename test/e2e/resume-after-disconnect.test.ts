@@ -5,7 +5,7 @@
  */
 import { createParser, type EventSourceMessage } from "eventsource-parser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startStack, type Stack } from "./stack-under-test.ts";
+import { startStack, type Stack } from "../../stack/stack-process.ts";
 
 let stack: Stack;
 beforeAll(async () => {

@@ -6,9 +6,9 @@
  */
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { chatJob, TestWorker, uniquePrefix } from "../../gpu-node/service/test/chat-jobs.ts";
-import { startNode, type NodeProcess } from "../../gpu-node/service/test/node-process.ts";
-import { tinyModelDir } from "../../gpu-node/service/test/tiny-model-cache.ts";
+import { chatJob, TestWorker, uniquePrefix } from "../../stack/chat-jobs.ts";
+import { startNode, type NodeProcess } from "../../stack/node-process.ts";
+import { cachedTinyModel } from "../../gpu-node/model/tiny-model.ts";
 import { startRedisServer, type RedisServerProcess } from "./redis-server-process.ts";
 
 let redisServer: RedisServerProcess;
@@ -21,7 +21,7 @@ beforeAll(async () => {
   redis.on("error", () => {}); // the restart drops it; it reconnects
   worker = new TestWorker(uniquePrefix("chaos"), redis);
   node = await startNode({
-    prefix: worker.prefix, modelDir: await tinyModelDir(), name: "chaos-node",
+    prefix: worker.prefix, modelDir: await cachedTinyModel(), name: "chaos-node",
     env: { REDIS_URL: redisServer.url, LOCK_DURATION_MS: "2000", STALLED_INTERVAL_MS: "500" },
   });
 });

@@ -11,9 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CONCURRENCY_LEASE_MS } from "../../shared/limits.ts";
 import { redisKeys } from "../../shared/redis-keys.ts";
 import type { StreamEvent } from "../../shared/protocol.ts";
-import { chatJob, TestWorker, textsOf, uniquePrefix } from "../../gpu-node/service/test/chat-jobs.ts";
-import { startNode, type NodeProcess } from "../../gpu-node/service/test/node-process.ts";
-import { tinyModelDir } from "../../gpu-node/service/test/tiny-model-cache.ts";
+import { chatJob, TestWorker, textsOf, uniquePrefix } from "../../stack/chat-jobs.ts";
+import { startNode, type NodeProcess } from "../../stack/node-process.ts";
+import { cachedTinyModel } from "../../gpu-node/model/tiny-model.ts";
 import { raiseCancel } from "../../worker/cancel.ts";
 import { expireFinished, loadMeta, saveMeta } from "../../worker/completion-meta.ts";
 import { requireLiveNode } from "../../worker/node-pool.ts";
@@ -37,7 +37,7 @@ beforeAll(async () => {
   redis = new Cluster(cluster.nodes, { redisOptions: { maxRetriesPerRequest: null } });
   edge = redis as unknown as RedisClient;
   worker = new TestWorker(prefix, redis);
-  node = await startNode({ prefix, modelDir: await tinyModelDir(), name: "cluster-node", env: { REDIS_URL: cluster.url } });
+  node = await startNode({ prefix, modelDir: await cachedTinyModel(), name: "cluster-node", env: { REDIS_URL: cluster.url } });
 });
 
 afterAll(async () => {

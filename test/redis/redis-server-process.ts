@@ -8,7 +8,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Redis } from "ioredis";
-import { freePort } from "../e2e/stack-under-test.ts";
+import { freePort } from "../../stack/stack-process.ts";
 
 export interface RedisServerProcess {
   port: number;

@@ -1,5 +1,6 @@
 /** Drives an in-process LlmEngine step by step and collects each request's events, for tests and benchmarks. */
 import type { StreamEvent } from "../../../shared/protocol.ts";
+import { parseCompletionRequest } from "../../../shared/completion-request-schema.ts";
 import { parseChatRequest, type ChatRequest } from "../../../shared/request-schema.ts";
 import { ModelRunner } from "../../runner/model-runner.ts";
 import { phi4Tokenizer } from "../../tokenizer/phi4-tokenizer.ts";
@@ -24,8 +25,9 @@ export class EngineHarness {
     return new EngineHarness(runner, { maxBatch: opts.maxBatch ?? 32, maxBatchTokens: opts.maxBatchTokens ?? 512, intraOpThreads });
   }
 
-  submit(id: string, body: Record<string, unknown>, resume?: EngineSubmission["resume"]): void {
-    this.engine.submit({ id, request: request(body), ...(resume ? { resume } : {}) }, "test-node");
+  /** Resolves once the request is admitted (a request with a grammar waits for its compile). */
+  async submit(id: string, body: Record<string, unknown>, resume?: EngineSubmission["resume"], parse = request): Promise<void> {
+    await this.engine.submit({ id, request: parse(body), ...(resume ? { resume } : {}) }, "test-node");
   }
 
   async runUntilIdle(maxSteps = 100_000): Promise<number> {
@@ -58,6 +60,13 @@ export class EngineHarness {
     await this.engine.release();
     await this.runner.release();
   }
+}
+
+/** A legacy `/v1/completions` body as the engine gets it. */
+export function completionRequest(body: Record<string, unknown>): ChatRequest {
+  const parsed = parseCompletionRequest({ model: "microsoft/phi-4", prompt: "Once upon a time", ...body });
+  if (!parsed.ok) throw parsed.error;
+  return parsed.request;
 }
 
 export function request(body: Record<string, unknown>): ChatRequest {

@@ -3,6 +3,7 @@ import { Engine } from "../engine.ts";
 import { request } from "./engine-harness.ts";
 import { buildTinyModel } from "./tiny-model-fixture.ts";
 import type { StreamEvent } from "../../../shared/protocol.ts";
+import { isXGrammarLoaded } from "../../grammar/xgrammar-module.ts";
 
 let model: { modelDir: string; cleanup: () => Promise<void> };
 let engine: Engine;
@@ -23,6 +24,19 @@ async function collect(events: AsyncIterable<StreamEvent>): Promise<StreamEvent[
 }
 
 describe("engine on its worker thread", () => {
+  it("compiles and applies grammars on the engine thread (XGrammar never loads on the host thread)", async () => {
+    const schema = { type: "object", properties: { ok: { type: "boolean" }, n: { type: "integer", minimum: 0, maximum: 9 } }, required: ["ok", "n"], additionalProperties: false };
+    const events = await collect(engine.submit({
+      id: "grammar-thread",
+      request: request({ seed: 1, max_tokens: 100, response_format: { type: "json_schema", json_schema: { name: "x", schema, strict: true } } }),
+    }));
+    let text = "";
+    for (const e of events) if (e.type === "delta") text += e.text;
+    expect(JSON.parse(text)).toMatchObject({ ok: expect.any(Boolean), n: expect.any(Number) });
+    expect(events.at(-1)).toMatchObject({ type: "done", finishReasons: ["stop"] });
+    expect(isXGrammarLoaded()).toBe(false);
+  });
+
   it("serves concurrent requests while the host thread stays free", async () => {
     const hostBefore = performance.eventLoopUtilization();
     const statsBefore = await engine.stats();

@@ -6,28 +6,9 @@
  */
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { PHI4_CONFIG, type Phi3Config } from "../phi3-config.ts";
-import { RandomWeights } from "../random-weights.ts";
-import { writeModel } from "../write-model.ts";
+import type { Phi3Config } from "../phi3-config.ts";
+import { buildTinyModel, tinyConfig } from "../tiny-model.ts";
 import { MODEL_DTYPES, type ModelDtype } from "../graph/phi3-decoder-graph.ts";
-
-/** The default tiny model: real Phi-4 vocabulary, context, rope theta and special ids; everything else small. */
-export function tinyConfig(overrides: Partial<Phi3Config> = {}): Phi3Config {
-  const c: Phi3Config = {
-    ...PHI4_CONFIG,
-    hiddenSize: 64,
-    numLayers: 2,
-    numHeads: 4,
-    numKvHeads: 2,
-    headDim: 16,
-    intermediateSize: 128,
-    ...overrides,
-  };
-  if (overrides.hiddenSize !== undefined || overrides.numHeads !== undefined) {
-    c.headDim = overrides.headDim ?? c.hiddenSize / c.numHeads;
-  }
-  return c;
-}
 
 export interface TinyModelArgs {
   out: string;
@@ -90,9 +71,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const started = performance.now();
-  const weights = new RandomWeights(args.config, args.seed);
-  await writeModel(args.config, weights, { outDir: args.out, dtype: args.dtype });
-  await weights.close();
+  await buildTinyModel(args.out, { seed: args.seed, config: args.config, dtype: args.dtype });
   const c = args.config;
   process.stdout.write(
     `wrote ${path.resolve(args.out)} (${c.numLayers} layers, hidden ${c.hiddenSize}, heads ${c.numHeads}/${c.numKvHeads}, ` +

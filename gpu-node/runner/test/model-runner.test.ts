@@ -7,7 +7,7 @@ import type { BatchRow } from "../step-runner.ts";
 import { argmax, fullRecomputeLogits } from "./full-recompute.ts";
 import { RandomWeights } from "../../model/random-weights.ts";
 import { writeModel } from "../../model/write-model.ts";
-import { tinyConfig } from "../../model/cli/tiny-model.ts";
+import { tinyConfig } from "../../model/tiny-model.ts";
 
 const BLOCK = 16;
 const config = tinyConfig();

@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { CANCEL_TTL_SECONDS } from "../../../shared/redis-keys.ts";
 import { NodeTestbed } from "./node-testbed.ts";
-import { chatJob, type TestWorker } from "./chat-jobs.ts";
-import type { NodeProcess } from "./node-process.ts";
+import { chatJob, type TestWorker } from "../../../stack/chat-jobs.ts";
+import type { NodeProcess } from "../../../stack/node-process.ts";
 
 const bed = new NodeTestbed();
 let worker: TestWorker;

@@ -1,7 +1,7 @@
 /** Configuration from the environment: laptop defaults, and one clear line + exit 2 for a bad value. */
 import { describe, expect, it } from "vitest";
 import { ConfigError, parseNodeConfig } from "../config.ts";
-import { spawnNode } from "./node-process.ts";
+import { spawnNode } from "../../../stack/node-process.ts";
 
 describe("parseNodeConfig", () => {
   it("serves the tiny model against local Redis by default", () => {

@@ -4,9 +4,9 @@
  * after MAX_JOB_STARTS the next node ends the request with an `error` event and fails the job.
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { chatJob, TestWorker, uniquePrefix } from "./chat-jobs.ts";
-import { startNode, type NodeProcess } from "./node-process.ts";
-import { tinyModelDir } from "./tiny-model-cache.ts";
+import { chatJob, TestWorker, uniquePrefix } from "../../../stack/chat-jobs.ts";
+import { startNode, type NodeProcess } from "../../../stack/node-process.ts";
+import { cachedTinyModel } from "../../model/tiny-model.ts";
 
 const ENV = { LOCK_DURATION_MS: "1000", STALLED_INTERVAL_MS: "300", MAX_JOB_STARTS: "2" };
 
@@ -26,14 +26,14 @@ it("ends a request that crashed MAX_JOB_STARTS nodes with an error event and fai
   const job = chatJob({ maxTokens: 4000 });
   await worker.enqueue(job);
   for (let crash = 1; crash <= 2; crash++) {
-    const node = await startNode({ prefix: worker.prefix, modelDir: await tinyModelDir(), name: `crash-${crash}`, env: ENV });
+    const node = await startNode({ prefix: worker.prefix, modelDir: await cachedTinyModel(), name: `crash-${crash}`, env: ENV });
     nodes.push(node);
     await node.waitForLog((l) => l.msg === "job started" || l.msg === "job resumed", 60_000);
     await worker.waitForDeltas(job.id, crash * 3, 60_000);
     node.child.kill("SIGKILL");
     await node.exited;
   }
-  const last = await startNode({ prefix: worker.prefix, modelDir: await tinyModelDir(), name: "crash-3", env: ENV });
+  const last = await startNode({ prefix: worker.prefix, modelDir: await cachedTinyModel(), name: "crash-3", env: ENV });
   nodes.push(last);
   const events = await worker.waitForEnd(job.id, 60_000);
   expect(events.at(-1)).toMatchObject({ type: "error", status: 500, code: "request_crashed_nodes" });

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { NodeTestbed } from "./node-testbed.ts";
-import { chatJob, type TestWorker } from "./chat-jobs.ts";
+import { chatJob, type TestWorker } from "../../../stack/chat-jobs.ts";
 
 const bed = new NodeTestbed();
 let worker: TestWorker;

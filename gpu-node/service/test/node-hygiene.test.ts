@@ -7,8 +7,8 @@ import net from "node:net";
 import os from "node:os";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { NodeTestbed } from "./node-testbed.ts";
-import { chatJob, type TestWorker } from "./chat-jobs.ts";
-import type { NodeProcess } from "./node-process.ts";
+import { chatJob, type TestWorker } from "../../../stack/chat-jobs.ts";
+import type { NodeProcess } from "../../../stack/node-process.ts";
 
 const bed = new NodeTestbed();
 let worker: TestWorker;

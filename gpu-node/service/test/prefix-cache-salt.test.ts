@@ -5,8 +5,8 @@
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { NodeTestbed } from "./node-testbed.ts";
-import { chatJob, type TestWorker } from "./chat-jobs.ts";
-import type { NodeProcess } from "./node-process.ts";
+import { chatJob, type TestWorker } from "../../../stack/chat-jobs.ts";
+import type { NodeProcess } from "../../../stack/node-process.ts";
 
 const bed = new NodeTestbed();
 let worker: TestWorker;

@@ -5,9 +5,9 @@
  * prompt (MAX_BATCH_TOKENS covers it whole) against a 300 ms bound.
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { chatJob, TestWorker, uniquePrefix } from "./chat-jobs.ts";
-import { startNode, type NodeProcess } from "./node-process.ts";
-import { tinyModelDir } from "./tiny-model-cache.ts";
+import { chatJob, TestWorker, uniquePrefix } from "../../../stack/chat-jobs.ts";
+import { startNode, type NodeProcess } from "../../../stack/node-process.ts";
+import { cachedTinyModel } from "../../model/tiny-model.ts";
 
 const FAST_STALL = { LOCK_DURATION_MS: "1000", STALLED_INTERVAL_MS: "300" };
 
@@ -25,7 +25,7 @@ afterAll(async () => {
 
 it("a node whose engine stops stepping goes not-ready, stops its heartbeat, and its job fails over", async () => {
   const stuck = await startNode({
-    prefix: worker.prefix, modelDir: await tinyModelDir(), name: "wd-stuck",
+    prefix: worker.prefix, modelDir: await cachedTinyModel(), name: "wd-stuck",
     env: { ...FAST_STALL, STEP_WATCHDOG_MS: "300", KV_CACHE_TOKENS: "16384", MAX_BATCH_TOKENS: "16384" },
   });
   nodes.push(stuck);
@@ -39,7 +39,7 @@ it("a node whose engine stops stepping goes not-ready, stops its heartbeat, and 
   expect(JSON.parse(ready.body).reason).toMatch(/engine made no step/);
   expect(await worker.redis.zscore(worker.keys.nodes, "wd-stuck")).toBeNull();
 
-  const healthy = await startNode({ prefix: worker.prefix, modelDir: await tinyModelDir(), name: "wd-healthy", env: { ...FAST_STALL, KV_CACHE_TOKENS: "16384" } });
+  const healthy = await startNode({ prefix: worker.prefix, modelDir: await cachedTinyModel(), name: "wd-healthy", env: { ...FAST_STALL, KV_CACHE_TOKENS: "16384" } });
   nodes.push(healthy);
   const events = await worker.waitForEnd(job.id, 120_000);
   expect(events.at(-1)).toMatchObject({ type: "done", finishReasons: ["length"] });

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeStreamEvent, type StreamEvent } from "../../../shared/protocol.ts";
 import { redisKeys } from "../../../shared/redis-keys.ts";
 import { StreamPublisher, type StreamTarget } from "../stream-publisher.ts";
-import { uniquePrefix } from "./chat-jobs.ts";
+import { uniquePrefix } from "../../../stack/chat-jobs.ts";
 
 const prefix = uniquePrefix("publisher");
 const keys = redisKeys(prefix);

@@ -6,7 +6,7 @@ import { reference } from "./reference-tokenizer.ts";
 const tok = phi4Tokenizer();
 
 describe("Phi-4 chat format", () => {
-  it("renders PHI4.md's example exactly, ending with an open assistant header", () => {
+  it("renders the example of docs/chat-format.md exactly, ending with an open assistant header", () => {
     const { text, ids } = renderChat(tok, [
       { role: "system", content: "You are a helpful assistant." },
       { role: "user", content: "How should I explain the Internet?" },

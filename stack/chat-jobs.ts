@@ -1,12 +1,13 @@
 /**
- * Test-side Worker: builds contract jobs, enqueues them the way the Worker does (BullMQ Queue, job id =
- * completion id), raises cancels, and reads request streams back as contract events.
+ * The Worker's side of Redis without the Worker, for tests and bench:node: builds contract jobs,
+ * enqueues them the way the Worker does (BullMQ Queue, job id = completion id), raises cancels, and
+ * reads request streams back as contract events.
  */
 import { Queue } from "bullmq";
 import { Cluster, Redis } from "ioredis";
-import { decodeStreamEvent, newCompletionId, PROTOCOL_VERSION, type ChatJob, type StreamEvent } from "../../../shared/protocol.ts";
-import { CANCEL_TTL_SECONDS, keyPatterns, redisKeys, type RedisKeys } from "../../../shared/redis-keys.ts";
-import type { ChatRequest } from "../../../shared/request-schema.ts";
+import { decodeStreamEvent, newCompletionId, PROTOCOL_VERSION, type ChatJob, type StreamEvent } from "../shared/protocol.ts";
+import { CANCEL_TTL_SECONDS, keyPatterns, redisKeys, type RedisKeys } from "../shared/redis-keys.ts";
+import type { ChatRequest } from "../shared/request-schema.ts";
 
 export function chatRequest(overrides: Partial<ChatRequest> = {}): ChatRequest {
   return {
@@ -29,7 +30,12 @@ export function chatRequest(overrides: Partial<ChatRequest> = {}): ChatRequest {
     topLogprobs: 0,
     logitBias: {},
     user: null,
-    toolChoice: "auto",
+    tools: [],
+    toolChoice: "none",
+    parallelToolCalls: true,
+    responseFormat: { type: "text" },
+    prompts: null,
+    echo: false,
     ...overrides,
   };
 }
