@@ -47,7 +47,7 @@ export function crashingJobError(starts: number): ErrorEvent {
 /** A job that waited in the queue past the expiry before any node started it. */
 export function expiredJobError(waitedSeconds: number): ErrorEvent {
   return {
-    type: "error", status: 503, errorType: "server_error", code: "queue_timeout",
+    type: "error", status: 503, errorType: "service_unavailable", code: "queue_timeout",
     message: `The request waited ${Math.round(waitedSeconds)} s in the queue before a GPU node could take it and was dropped; please retry.`,
     param: null,
   };
@@ -68,7 +68,7 @@ export function withoutPrompt(data: unknown): Record<string, unknown> {
 /** Redis lost the request's job and stream while it ran (a restart without persistence). */
 export function requestStateLostError(): ErrorEvent {
   return {
-    type: "error", status: 503, errorType: "server_error", code: "request_state_lost",
+    type: "error", status: 503, errorType: "service_unavailable", code: "request_state_lost",
     message: "The request's state was lost by the queue (Redis restarted) while it was generating; please retry.",
     param: null,
   };

@@ -5,7 +5,7 @@
  */
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decodeStreamEvent, type StreamEvent } from "../../../shared/protocol.ts";
+import { decodeStreamEvent, encodeStreamEvent, type StreamEvent } from "../../../shared/protocol.ts";
 import { redisKeys } from "../../../shared/redis-keys.ts";
 import { StreamPublisher, type StreamTarget } from "../stream-publisher.ts";
 import { uniquePrefix } from "../../../stack/chat-jobs.ts";
@@ -81,14 +81,14 @@ describe("StreamPublisher", () => {
 
   it("refuses to write when the stream is not the length this node expects (no gap, no duplicate)", async () => {
     const d = await target("d");
-    await redis.xadd(d.streamKey, "*", "v", "1", "e", JSON.stringify(start));
+    await redis.xadd(d.streamKey, "*", ...encodeStreamEvent(start));
     publisher.open(d, 0); // believes the stream is empty: it is not
     publisher.append("d", start);
     expect(await publisher.settled("d")).toBe("lost");
     expect(await read(d)).toEqual([start]);
 
     const e = await target("e");
-    await redis.xadd(e.streamKey, "*", "v", "1", "e", JSON.stringify(start));
+    await redis.xadd(e.streamKey, "*", ...encodeStreamEvent(start));
     publisher.open(e, 1); // a failover: continues after the one entry there
     publisher.append("e", delta(1));
     expect(await publisher.settled("e")).toBe("written");
