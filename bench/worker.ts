@@ -20,7 +20,7 @@ import { performance } from "node:perf_hooks";
 import { createParser } from "eventsource-parser";
 import Redis from "ioredis";
 import { encodeStreamEvent, type StreamEvent } from "../shared/protocol.ts";
-import { redisKeys } from "../shared/redis-keys.ts";
+import { keyPatterns, redisKeys } from "../shared/redis-keys.ts";
 
 interface Options { json: boolean; requests: number; concurrency: number; chunks: number; port: number }
 
@@ -183,12 +183,14 @@ async function measureRelay(base: string, devKey: string, redis: Redis, prefix: 
 }
 
 async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
-  let cursor = "0";
-  do {
-    const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000);
-    if (found.length) await redis.del(...found);
-    cursor = next;
-  } while (cursor !== "0");
+  for (const pattern of keyPatterns(prefix)) {
+    let cursor = "0";
+    do {
+      const [next, found] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+      if (found.length) await redis.del(...found);
+      cursor = next;
+    } while (cursor !== "0");
+  }
 }
 
 async function main() {

@@ -23,6 +23,11 @@ export const MAX_TOP_LOGPROBS = 20;
 export const LOGIT_BIAS = { min: -100, max: 100, maxEntries: 1024 } as const;
 export const MAX_MESSAGES = 2048;
 export const MAX_USER_ID_CHARS = 256;
+/**
+ * A job no GPU node has started within this long is dropped with an error event when a node finally
+ * takes it (the client has given up long before; the prompt should not linger or be served late).
+ */
+export const QUEUED_JOB_EXPIRY_SECONDS = 900;
 
 /**
  * Edge leases: a request's concurrency slot is a lease of this length, renewed while the request is

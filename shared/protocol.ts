@@ -5,6 +5,10 @@
 import { z } from "zod";
 import type { ChatRequest } from "./request-schema.ts";
 import type { FinishReason, TokenLogprob, ToolCallDelta } from "./openai-types.ts";
+import {
+  LOGIT_BIAS, MAX_BODY_BYTES, MAX_MESSAGES, MAX_N, MAX_OUTPUT_TOKENS, MAX_STOP_SEQUENCE_CHARS, MAX_STOP_SEQUENCES,
+  MAX_TOP_LOGPROBS, MAX_USER_ID_CHARS, PENALTY, REPETITION_PENALTY, SEED_EXCLUSIVE_MAX, TEMPERATURE, TOP_K,
+} from "./limits.ts";
 
 z.config({ jitless: true });
 
@@ -19,6 +23,13 @@ export interface ChatJob {
   /** Epoch ms when the Worker enqueued it (queue-wait metric). */
   enqueuedAt: number;
   request: ChatRequest;
+  /**
+   * Salts the prefix cache's block hashes (16 hex digits): requests share cached blocks only under
+   * equal salts, so time to first token reveals nothing about another key's prompts. The Worker sets
+   * a hash of the API key's id (or of its cache group, to share within an organisation), never the key.
+   * Absent: the unsalted cache every absent-salt job shares.
+   */
+  cacheSalt?: string;
 }
 
 /**
@@ -78,36 +89,44 @@ const int = z.number().int();
 
 const jsonObject = z.record(z.string(), z.unknown());
 
+/**
+ * The node checks every job again, with the edge's upper bounds (shared/limits.ts): a job written to
+ * Redis by anything but a well-behaved Worker must not be able to make a node allocate, tokenize or
+ * generate without bound. The model name is checked against the node's own afterwards.
+ */
 const chatRequestShape = z.object({
-  model: z.string(),
+  model: z.string().max(256),
   messages: z.array(z.object({
     role: z.enum(["system", "user", "assistant", "tool"]),
-    content: z.string(),
-    name: z.string().optional(),
-    tool_call_id: z.string().optional(),
+    content: z.string().max(MAX_BODY_BYTES),
+    name: z.string().max(256).optional(),
+    tool_call_id: z.string().max(256).optional(),
     tool_calls: z.array(z.object({
       id: z.string(),
       type: z.literal("function"),
-      function: z.object({ name: z.string(), arguments: z.string() }),
+      function: z.object({ name: z.string(), arguments: z.string().max(MAX_BODY_BYTES) }),
     })).optional(),
-  })),
+  })).max(MAX_MESSAGES)
+    // A body the edge accepted holds at most MAX_BODY_BYTES of text in all.
+    .refine((messages) => messages.reduce((sum, m) => sum + m.content.length, 0) <= MAX_BODY_BYTES, `at most ${MAX_BODY_BYTES} characters of content in all`),
   stream: z.boolean(),
   includeUsage: z.boolean(),
-  maxTokens: int.min(0).nullable(),
-  temperature: finite.min(0),
+  maxTokens: int.min(0).max(MAX_OUTPUT_TOKENS).nullable(),
+  temperature: finite.min(TEMPERATURE.min).max(TEMPERATURE.max),
   topP: finite.gt(0).max(1),
   minP: finite.min(0).max(1),
-  topK: int.min(0),
-  presencePenalty: finite,
-  frequencyPenalty: finite,
-  repetitionPenalty: finite.gt(0),
-  seed: z.string().regex(/^[0-9]+$/).nullable(),
-  stop: z.array(z.string()),
-  n: int.min(1),
+  topK: int.min(TOP_K.min).max(TOP_K.max),
+  presencePenalty: finite.min(PENALTY.min).max(PENALTY.max),
+  frequencyPenalty: finite.min(PENALTY.min).max(PENALTY.max),
+  repetitionPenalty: finite.min(REPETITION_PENALTY.min).max(REPETITION_PENALTY.max),
+  seed: z.string().regex(/^[0-9]{1,19}$/).refine((s) => BigInt(s) < BigInt(SEED_EXCLUSIVE_MAX), "below 2^63").nullable(),
+  stop: z.array(z.string().max(MAX_STOP_SEQUENCE_CHARS)).max(MAX_STOP_SEQUENCES),
+  n: int.min(1).max(MAX_N),
   logprobs: z.boolean(),
-  topLogprobs: int.min(0),
-  logitBias: z.record(z.string(), finite),
-  user: z.string().nullable(),
+  topLogprobs: int.min(0).max(MAX_TOP_LOGPROBS),
+  logitBias: z.record(z.string().regex(/^[0-9]{1,6}$/), finite.min(LOGIT_BIAS.min).max(LOGIT_BIAS.max))
+    .refine((bias) => Object.keys(bias).length <= LOGIT_BIAS.maxEntries, `at most ${LOGIT_BIAS.maxEntries} entries`),
+  user: z.string().max(MAX_USER_ID_CHARS).nullable(),
   tools: z.array(z.object({ name: z.string(), description: z.string().nullable(), parameters: jsonObject, strict: z.boolean() })),
   toolChoice: z.union([z.enum(["none", "auto", "required"]), z.object({ name: z.string() })]),
   parallelToolCalls: z.boolean(),
@@ -126,6 +145,7 @@ const chatJobShape = z.object({
   created: int,
   enqueuedAt: finite,
   request: chatRequestShape,
+  cacheSalt: z.string().regex(/^[0-9a-f]{16}$/).optional(),
 });
 
 /** Checks a job taken off the queue. Throws ProtocolVersionError or an Error naming the bad field. */

@@ -11,6 +11,7 @@ import { newCompletionId, PROTOCOL_VERSION, type ChatJob } from "../shared/proto
 import { choiceCount, type ChatRequest } from "../shared/request-schema.ts";
 import { redisKeys } from "../shared/redis-keys.ts";
 import { admitAndEnqueue } from "./admission.ts";
+import { prefixCacheSalt } from "./queue.ts";
 import { sha256Hex } from "./api-key.ts";
 import type { AppEnv } from "./app-env.ts";
 import { admissionTokens, estimatePromptTokens } from "./chat-request.ts";
@@ -36,6 +37,7 @@ export async function serveCompletion(c: Context<AppEnv>, request: ChatRequest, 
     created,
     enqueuedAt: Date.now(),
     request: { ...request, user: request.user === null ? null : await sha256Hex(request.user) },
+    cacheSalt: await prefixCacheSalt(caller.keyHash),
   };
   const meta: CompletionMeta = {
     ownerKeyHash: caller.keyHash,

@@ -23,6 +23,8 @@ export interface BlockSequence {
   numCachedTokens: number;
   /** Tokens whose K/V are in the cache; Scheduler.postprocess advances it, `allocate` starts it at the cached prefix. */
   numComputedTokens: number;
+  /** Seeds the first block's chained hash ([hi, lo]): only sequences with equal salts share cached blocks. */
+  readonly cacheSalt?: readonly [number, number];
 }
 
 export interface BlockStats {
@@ -162,8 +164,8 @@ export class BlockManager {
     let first = full;
     while (first > 0 && this.hashed[table[first - 1]] === 0) first--;
     if (first === full) return;
-    let hi = first === 0 ? ROOT_HI : this.hashHi[table[first - 1]];
-    let lo = first === 0 ? ROOT_LO : this.hashLo[table[first - 1]];
+    let hi = first === 0 ? ROOT_HI ^ (seq.cacheSalt?.[0] ?? 0) : this.hashHi[table[first - 1]];
+    let lo = first === 0 ? ROOT_LO ^ (seq.cacheSalt?.[1] ?? 0) : this.hashLo[table[first - 1]];
     for (let i = first; i < full; i++) {
       const id = table[i];
       chainHash(hi, lo, seq.tokens, i * bs, bs, this.hash);
@@ -209,8 +211,8 @@ export class BlockManager {
     hits.length = 0;
     // Blocks entirely before the last token may come from the cache.
     const eligible = Math.floor((seq.numTokens - 1) / bs);
-    let hi = ROOT_HI;
-    let lo = ROOT_LO;
+    let hi = ROOT_HI ^ (seq.cacheSalt?.[0] ?? 0);
+    let lo = ROOT_LO ^ (seq.cacheSalt?.[1] ?? 0);
     let revived = 0;
     for (let i = 0; i < eligible; i++) {
       chainHash(hi, lo, seq.tokens, i * bs, bs, this.hash);

@@ -35,7 +35,12 @@ async function main(): Promise<void> {
   });
   const engine = new LlmEngine(runner, phi4Tokenizer(), options, (id, event) => pending.push([id, event]));
 
-  port.on("message", (m: HostMessage) => {
+  // A step awaits onnxruntime between its runs, and messages are delivered in those gaps; a submit or
+  // abort applied then would change the batch under the step (an abort frees block tables the step's
+  // next run still reads). They wait for the step to end.
+  let stepping = false;
+  const deferred: HostMessage[] = [];
+  const apply = (m: HostMessage) => {
     switch (m.type) {
       case "submit": {
         const failed = (e: unknown) => pending.push([m.submission.id, {
@@ -63,12 +68,22 @@ async function main(): Promise<void> {
         break;
     }
     wake?.();
+  };
+  port.on("message", (m: HostMessage) => {
+    if (stepping && (m.type === "submit" || m.type === "abort")) deferred.push(m);
+    else apply(m);
   });
   post({ type: "ready", config: runner.config, numBlocks: runner.numBlocks, blockSize: runner.blockSize, kvBytesPerBlock: runner.kvBytesPerBlock });
 
   while (!closing) {
     if (engine.hasWork) {
-      await engine.step();
+      stepping = true;
+      try {
+        await engine.step();
+      } finally {
+        stepping = false;
+      }
+      for (const m of deferred.splice(0)) apply(m);
       flush();
       await nextTurn(); // let submit/abort messages in between steps
     } else {

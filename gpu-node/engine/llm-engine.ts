@@ -36,6 +36,8 @@ export interface EngineConfig {
 export interface EngineSubmission {
   id: string;
   request: ChatRequest;
+  /** The job's prefix-cache salt (16 hex digits, shared/protocol.ts); absent: the unsalted cache. */
+  cacheSalt?: string;
   /** After a failover: tokens each choice already published, and which choices had finished. */
   resume?: { tokens: number[][]; finishReasons: Array<FinishReason | null> };
 }
@@ -113,15 +115,17 @@ export class LlmEngine {
       this.emit(id, errorEvent(ApiError.invalid(`request ${id} is already running`, null, "duplicate_request")));
       return;
     }
+    // Tokenizing stops past the context window: a huge prompt is refused without tokenizing all of it.
     const prompts = this.promptsOf(request);
     const longest = Math.max(...prompts.map((p) => p.length));
     const room = this.contextLimit - longest;
     if (room <= 0 || (request.maxTokens !== null && request.maxTokens > room)) {
       const asked = request.maxTokens ?? 0;
       const param = request.prompts ? "prompt" : "messages";
+      const over = longest > this.contextLimit ? "more than " : "";
       this.emit(id, errorEvent(ApiError.invalid(
         `This model's maximum context length is ${this.contextLimit} tokens. However, you requested ` +
-          `${longest + asked} tokens (${longest} in the ${request.prompts ? "prompt" : "messages"}, ${asked} in the completion). ` +
+          `${over}${longest + asked} tokens (${over ? `more than ${this.contextLimit}` : longest} in the ${request.prompts ? "prompt" : "messages"}, ${asked} in the completion). ` +
           `Please reduce the length of the ${request.prompts ? "prompt" : "messages"} or completion.`,
         param, "context_length_exceeded",
       )));
@@ -151,9 +155,11 @@ export class LlmEngine {
 
   /** Token ids of each prompt: the rendered chat (tools included), or a legacy completion's prompts. */
   private promptsOf(request: ChatRequest): number[][] {
-    if (request.prompts) return request.prompts.map((p) => (typeof p === "string" ? this.tokenizer.encode(p) : p));
+    // Stop a little past the context window: a longer prompt is refused anyway (submit).
+    const limit = this.contextLimit;
+    if (request.prompts) return request.prompts.map((p) => (typeof p === "string" ? this.tokenizer.encodeInto(p, [], limit) : p));
     const messages = withToolsRendered(request.messages, request.tools, request.toolChoice);
-    return [renderChat(this.tokenizer, messages).ids];
+    return [renderChat(this.tokenizer, messages, limit).ids];
   }
 
   /** One constraint per choice; the grammar compiler starts on the first request that needs it. */
@@ -174,6 +180,10 @@ export class LlmEngine {
       sub.resume?.tokens, sub.resume?.finishReasons, constraints,
     );
     this.groups.set(id, group);
+    if (sub.cacheSalt !== undefined) {
+      const salt = [parseInt(sub.cacheSalt.slice(0, 8), 16) >>> 0, parseInt(sub.cacheSalt.slice(8, 16), 16) >>> 0] as const;
+      for (const seq of group.sequences) seq.cacheSalt = salt;
+    }
     this.emit(id, { type: "start", promptTokens: group.promptTokens, n: group.choices.length, seed: seed.toString(), node: nodeName });
     if (request.echo && !sub.resume) {
       // Legacy `echo`: each choice's text starts with its prompt.

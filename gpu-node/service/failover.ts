@@ -15,7 +15,7 @@
  * - a stream that already ends (`done`/`error`) needs no work: the job is settled as that event says.
  */
 import { choiceCount } from "../../shared/request-schema.ts";
-import type { Redis } from "ioredis";
+import type { RedisConnection } from "./redis-connection.ts";
 import type { FinishReason } from "../../shared/openai-types.ts";
 import { decodeStreamEvent, type StreamEvent } from "../../shared/protocol.ts";
 import type { EngineSubmission } from "../engine/llm-engine.ts";
@@ -37,7 +37,7 @@ export interface PublishedProgress {
 const PAGE = 1000;
 
 /** Reads a request's stream from the beginning (paged XRANGE). */
-export async function readPublished(redis: Redis, streamKey: string): Promise<PublishedProgress> {
+export async function readPublished(redis: RedisConnection, streamKey: string): Promise<PublishedProgress> {
   const progress: PublishedProgress = { entries: 0, start: null, tokens: [], finishReasons: [], end: null };
   let from = "-";
   for (;;) {

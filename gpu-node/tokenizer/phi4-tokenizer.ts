@@ -28,8 +28,8 @@ export class Phi4Tokenizer {
   }
 
   /** Appends the ids of `text` to `out` (avoids concatenating arrays while rendering a chat). */
-  encodeInto(text: string, out: number[]): number[] {
-    return this.bpe.encode(text, out);
+  encodeInto(text: string, out: number[], limit?: number): number[] {
+    return this.bpe.encode(text, out, limit);
   }
 
   /** Id of a special token by its text, e.g. "<|im_end|>". */

@@ -2,6 +2,7 @@
  * The whole stack (npm start: Redis, GPU node(s) with the tiny model, wrangler dev) driven through the
  * official `openai` SDK, exactly as users call it.
  */
+import { readdirSync, readFileSync } from "node:fs";
 import OpenAI from "openai";
 import { createParser } from "eventsource-parser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -31,6 +32,24 @@ async function streamText(body: Record<string, unknown>, signal?: AbortSignal) {
   }
   return { text, chunks };
 }
+
+describe("npm start's processes", () => {
+  it("carry the development key and the Redis URL on no command line (every local user can list those)", () => {
+    const commandLines: string[] = [];
+    for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+      try {
+        commandLines.push(readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " "));
+      } catch {
+        // gone, or not ours to read
+      }
+    }
+    expect(commandLines.filter((c) => c.includes(stack.apiKey))).toEqual([]);
+    // This stack's wrangler (other stacks may run on the machine) is the one on its port.
+    const ours = commandLines.filter((c) => c.includes(`--port ${new URL(stack.origin).port}`));
+    expect(ours.some((c) => c.includes("wrangler") && c.includes(" dev "))).toBe(true);
+    expect(ours.filter((c) => c.includes("REDIS_URL"))).toEqual([]);
+  });
+});
 
 describe("OpenAI SDK against the whole stack", () => {
   it("answers a non-streaming completion with usage and estimated_cost", async () => {

@@ -10,9 +10,9 @@ const start = { type: "start", promptTokens: 3, n: 1, seed: "1", node: "t" } as 
 /** What a Redis restart without persistence leaves of a request: nothing (its job, meta and stream gone). */
 async function forget(id: string): Promise<void> {
   await edge.redis.multi()
-    .del(`${edge.prefix}:chat:${id}`)
-    .lrem(`${edge.prefix}:chat:active`, 0, id)
-    .lrem(`${edge.prefix}:chat:wait`, 0, id)
+    .del(`${edge.keys.queuePrefix}:chat:${id}`)
+    .lrem(`${edge.keys.queuePrefix}:chat:active`, 0, id)
+    .lrem(`${edge.keys.queuePrefix}:chat:wait`, 0, id)
     .del(edge.keys.meta(id))
     .del(edge.keys.stream(id))
     .exec();

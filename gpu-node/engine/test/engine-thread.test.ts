@@ -69,6 +69,25 @@ describe("engine on its worker thread", () => {
     expect((await engine.stats()).kvBlocksUsed).toBe(0);
   });
 
+  it("survives aborts and submits that arrive while a step is between its runs", async () => {
+    // Staggered prompts of different lengths make steps of several runs (prefill groups beside
+    // decodes); aborts land at arbitrary moments, many of them inside a step.
+    const streams: Array<Promise<StreamEvent[]>> = [];
+    // Long decoders keep a decode group in every step; the new prompts' prefill runs after it.
+    for (let i = 0; i < 12; i++) streams.push(collect(engine.submit({ id: `decoder-${i}`, request: request({ seed: 100 + i, max_tokens: 150 }) })));
+    for (let i = 0; i < 60; i++) {
+      const id = `mid-step-${i}`;
+      const content = "tell me more ".repeat(1 + ((i * 7) % 40));
+      streams.push(collect(engine.submit({ id, request: request({ seed: i, max_tokens: 40, messages: [{ role: "user", content }] }) })));
+      setTimeout(() => engine.abort(id), (i * 7) % 23);
+      await new Promise((r) => setTimeout(r, 1 + (i % 4)));
+    }
+    for (const events of await Promise.all(streams)) expect(events.at(-1)).toMatchObject({ type: "done" });
+    const after = await collect(engine.submit({ id: "after-aborts", request: request({ max_tokens: 4 }) }));
+    expect(after.at(-1)).toMatchObject({ type: "done", usage: { completionTokens: 4 } });
+    expect((await engine.stats()).kvBlocksUsed).toBe(0);
+  });
+
   it("answers a context overflow with an error event", async () => {
     const events = await collect(engine.submit({ id: "too-long", request: request({ max_tokens: 16_384 }) }));
     expect(events).toHaveLength(1);
