@@ -34,6 +34,7 @@ import { writeModel } from "../gpu-node/model/write-model.ts";
 import { GPUS, decodeFloor, extrapolateToLayers, prefillFloor, type Floor, type GpuId, type WeightDtype } from "./device/hbm-floor.ts";
 import { PooledRandomWeights } from "./device/pooled-random-weights.ts";
 import { DeviceRunner } from "../gpu-node/runner/device-runner.ts";
+import { MIN_DEVICE_BLOCK_SIZE } from "../gpu-node/runner/execution-provider.ts";
 import { LogitsNeed, type BatchRow } from "../gpu-node/runner/step-runner.ts";
 
 const RESULT_FILE = "bench-device.json";
@@ -351,7 +352,7 @@ function parseBenchArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): B
       prefill: { type: "string" },
       steps: { type: "string" },
       warmup: { type: "string" },
-      "block-size": { type: "string", default: "16" },
+      "block-size": { type: "string", default: String(MIN_DEVICE_BLOCK_SIZE) },
       gpu: { type: "string" },
       out: { type: "string" },
       work: { type: "string" },
@@ -394,7 +395,7 @@ function parseBenchArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): B
     out: path.resolve(values.out ?? env.BENCH_OUT_DIR ?? ".bench-out/device"),
     work: values.work ? path.resolve(values.work) : "",
   };
-  if (o.blockSize < 16 || (o.blockSize & (o.blockSize - 1)) !== 0) throw new Error(`--block-size must be a power of two >= 16 (WebGPU PagedAttention), got ${o.blockSize}`);
+  if (o.blockSize < MIN_DEVICE_BLOCK_SIZE || (o.blockSize & (o.blockSize - 1)) !== 0) throw new Error(`--block-size must be a power of two >= ${MIN_DEVICE_BLOCK_SIZE} (WebGPU PagedAttention), got ${o.blockSize}`);
   const context = shapeConfig(shape, 1).contextLength;
   const longest = Math.max(...contexts) + o.warmup + o.steps + 1;
   if (longest > context) throw new Error(`--contexts: ${Math.max(...contexts)} plus ${o.warmup + o.steps + 1} decode steps exceeds the model's context of ${context}`);

@@ -122,7 +122,7 @@ describe("bench:device --tiny", () => {
       // top 64 values (f32) + their ids (i32) + one log-sum-exp (f32) per row: nothing proportional to the cache
       const ranked = d.batch * (64 * 4 + 64 * 4 + 4);
       expect(d.bytesFromDevicePerStep).toBe(d.rows === "whole" ? ranked + d.batch * V * 4 : ranked);
-      const blocksPerRow = Math.ceil((d.context + result.warmup + result.steps) / 16);
+      const blocksPerRow = Math.ceil((d.context + result.warmup + result.steps) / result.blockSize);
       const rowIndex = d.rows === "whole" ? d.batch * 8 : 0;
       expect(d.bytesToDevicePerStep).toBeGreaterThan(0);
       expect(d.bytesToDevicePerStep).toBeLessThanOrEqual(d.batch * (8 + 4 + 4 + 8 + 4 * blocksPerRow) + 4 + 8 + rowIndex);
@@ -195,7 +195,7 @@ describe("bench:device flags", () => {
   it.each([
     [["--layers", "2,2"], "--layers takes two different layer counts"],
     [["--gpu", "a100"], "--gpu must be h100 or h200"],
-    [["--block-size", "24"], "--block-size must be a power of two >= 16"],
+    [["--block-size", "24"], "--block-size must be a power of two >= 32"],
     [["--contexts", "16384"], "exceeds the model's context"],
   ])("%j exits 2 with one line", async (args, message) => {
     const err = await run(tsx, ["bench/device.ts", ...args]).then(
