@@ -1,5 +1,5 @@
 /**
- * npm run model:convert -- --from HF_DIR --out DIR --dtype fp32|fp16|int4 [--force]
+ * npm run model:convert -- --from HF_DIR --out DIR --dtype fp32|fp16|int8|int4 [--force]
  *
  * Converts a Hugging Face Phi-3/Phi-4 safetensors checkpoint into this project's ONNX layout,
  * one tensor at a time. The model is written into a temporary directory beside DIR and renamed
@@ -16,7 +16,7 @@ import { CheckpointError, openHfCheckpoint, phi3TensorShapes } from "../hf-check
 import type { Tensor32, WeightSource } from "../weights.ts";
 import { writeModel } from "../write-model.ts";
 
-const DTYPES = ["fp32", "fp16", "int4"] as const;
+const DTYPES = ["fp32", "fp16", "int8", "int4"] as const;
 type Dtype = (typeof DTYPES)[number];
 
 class UsageError extends Error {}
@@ -27,7 +27,7 @@ class InterruptedError extends Error {
   }
 }
 
-const USAGE = "usage: npm run model:convert -- --from HF_DIR --out DIR --dtype fp32|fp16|int4 [--force]";
+const USAGE = "usage: npm run model:convert -- --from HF_DIR --out DIR --dtype fp32|fp16|int8|int4 [--force]";
 
 async function main(): Promise<void> {
   let values: { from?: string; out?: string; dtype?: string; force?: boolean; help?: boolean };

@@ -1,6 +1,6 @@
 /**
  * `npm run model:tiny -- --out DIR [--seed N] [--layers L --hidden H --heads A --kv-heads K --intermediate I]
- *  [--dtype fp32|fp16|int4]`
+ *  [--dtype fp32|fp16|int8|int4]`
  * Writes a Phi-3 model with seeded random weights and Phi-4's real vocabulary (so the real tokenizer
  * drives it). Same flags and seed → bit-identical files. Bad flags → one line on stderr, exit 2.
  */

@@ -33,16 +33,17 @@
  * Weights: fp32 MatMul on [in, out]; fp16 stores float16 [in, out] and Casts to float32 (computation and
  * KV cache stay float32, so the CPU EP runs it; ORT folds the Cast at load); int4 uses com.microsoft
  * MatMulNBits (bits 4, block 32, symmetric: no zero_points, default zero point 8) for every Linear
- * including lm_head, with the embedding table stored float16. Norm weights stay float32.
+ * including lm_head, with the embedding table stored float16; int8 is the same with MatMulNBits bits 8
+ * (block 32, symmetric, default zero point 128). Norm weights stay float32.
  */
 import type { Phi3Config } from "../phi3-config.ts";
 import type { WeightSource } from "../weights.ts";
 import { DataType, MS_DOMAIN, OnnxGraph, type DataTypeCode } from "./onnx-graph.ts";
-import { INT4_BLOCK_SIZE, float32Bytes, quantizeInt4, toFloat16Bytes, transpose2d } from "./weight-encoding.ts";
+import { INT4_BLOCK_SIZE, INT8_BLOCK_SIZE, float32Bytes, quantizeInt4, quantizeInt8, toFloat16Bytes, transpose2d } from "./weight-encoding.ts";
 
 export const LAYOUT_VERSION = 1;
-export type ModelDtype = "fp32" | "fp16" | "int4";
-export const MODEL_DTYPES: readonly ModelDtype[] = ["fp32", "fp16", "int4"];
+export type ModelDtype = "fp32" | "fp16" | "int8" | "int4";
+export const MODEL_DTYPES: readonly ModelDtype[] = ["fp32", "fp16", "int8", "int4"];
 
 /** Where weight bytes go (inline in the .onnx or into the external-data file): the writer decides. */
 export interface InitializerSink {
@@ -66,7 +67,13 @@ export const io = {
 /** Bytes the weights take in the given dtype (decides inline vs external data before streaming starts). */
 export function weightBytes(c: Phi3Config, dtype: ModelDtype): number {
   const linear = (out: number, inp: number): number =>
-    dtype === "fp32" ? out * inp * 4 : dtype === "fp16" ? out * inp * 2 : out * Math.ceil(inp / INT4_BLOCK_SIZE) * (16 + 4);
+    dtype === "fp32"
+      ? out * inp * 4
+      : dtype === "fp16"
+        ? out * inp * 2
+        : dtype === "int8"
+          ? out * Math.ceil(inp / INT8_BLOCK_SIZE) * (INT8_BLOCK_SIZE + 4)
+          : out * Math.ceil(inp / INT4_BLOCK_SIZE) * (INT4_BLOCK_SIZE / 2 + 4);
   const qkv = (c.numHeads + 2 * c.numKvHeads) * c.headDim;
   const perLayer =
     linear(qkv, c.hiddenSize) +
@@ -108,6 +115,12 @@ export async function buildPhi3DecoderGraph(
       await sink.add(`${name}.q4`, DataType.UINT8, [out, q.blocksPerRow, INT4_BLOCK_SIZE / 2], q.packed);
       await sink.add(`${name}.scales`, F, [out * q.blocksPerRow], float32Bytes(q.scales));
       return g.op("MatMulNBits", [x, `${name}.q4`, `${name}.scales`], { K: inp, N: out, bits: 4, block_size: INT4_BLOCK_SIZE }, MS_DOMAIN);
+    }
+    if (dtype === "int8") {
+      const q = quantizeInt8(w, out, inp);
+      await sink.add(`${name}.q8`, DataType.UINT8, [out, q.blocksPerRow, INT8_BLOCK_SIZE], q.codes);
+      await sink.add(`${name}.scales`, F, [out * q.blocksPerRow], float32Bytes(q.scales));
+      return g.op("MatMulNBits", [x, `${name}.q8`, `${name}.scales`], { K: inp, N: out, bits: 8, block_size: INT8_BLOCK_SIZE }, MS_DOMAIN);
     }
     const wt = transpose2d(w, out, inp);
     if (dtype === "fp16") {
