@@ -5,7 +5,8 @@
  * safetensors directly.
  *
  *   fp32: prefill and 16 cached decode steps agree to a relative error < 1e-4;
- *   fp16, int8, int4: agree to < 1e-4 with the reference run on the same rounded weights; the error
+ *   fp16, int4: agree to < 1e-4 with the reference run on the same rounded weights (int8, which also
+ *     rounds activations to int8, to < 0.05); the error
  *     against the exact weights is measured and printed (asserted only against a loose bound);
  *   greedy generation of 64 tokens with the KV cache equals greedy generation by full recompute;
  *   a ragged batch of 8 rows gives each row the logits it gets when run alone.
@@ -54,9 +55,10 @@ const CASES: Case[] = [
   { label: "fp32 from bf16", checkpoint: "bf16", dtype: "fp32", exactBound: 1e-4, sameRoundingBound: 1e-4 },
   { label: "fp16 from bf16", checkpoint: "bf16", dtype: "fp16", exactBound: 1e-4, sameRoundingBound: 1e-4 },
   { label: "fp16 from f32", checkpoint: "f32", dtype: "fp16", rounding: FP16_WEIGHTS, exactBound: 1e-2, sameRoundingBound: 1e-4 },
-  { label: "int8 from f32", checkpoint: "f32", dtype: "int8", rounding: INT8_WEIGHTS, exactBound: 0.05, sameRoundingBound: 1e-4 },
-  // bf16 weights can sit exactly halfway between two codes (see int4 from bf16 below): a loose bound here too.
-  { label: "int8 from bf16", checkpoint: "bf16", dtype: "int8", rounding: INT8_WEIGHTS, exactBound: 0.05, sameRoundingBound: 0.02 },
+  // int8 also quantises each activation block to int8 (MatMulNBits accuracy_level 4, the fast CPU path), which
+  // the reference does not model: ≈ 1e-2 remains against the same weights; a wrong packing would be O(1).
+  { label: "int8 from f32", checkpoint: "f32", dtype: "int8", rounding: INT8_WEIGHTS, exactBound: 0.05, sameRoundingBound: 0.05 },
+  { label: "int8 from bf16", checkpoint: "bf16", dtype: "int8", rounding: INT8_WEIGHTS, exactBound: 0.05, sameRoundingBound: 0.05 },
   { label: "int4 from f32", checkpoint: "f32", dtype: "int4", rounding: INT4_WEIGHTS, exactBound: 0.5, sameRoundingBound: 1e-4 },
   // bf16 weights often sit exactly halfway between two int4 codes (7w/max|w| = k + 0.5); which way such a
   // tie goes is the quantizer's choice, so against the modelled rounding only a loose bound holds here.
