@@ -105,7 +105,8 @@ describe("model dtypes and external data", () => {
     const logits = await logitsOf(out);
     const err = relativeError(logits, reference);
     console.log(`int8 relative logit error vs fp32: ${err.toExponential(2)}, cosine ${cosine(logits, reference).toFixed(6)}`);
-    expect(err).toBeLessThan(0.02); // 127 levels per block instead of 7: ≈ 18× finer steps than int4
+    // 127 levels per block instead of 7 (≈ 18× finer than int4); activations are rounded to int8 too (accuracy_level 4).
+    expect(err).toBeLessThan(0.03);
     expect(cosine(logits, reference)).toBeGreaterThan(0.9995);
     expect(err).toBeGreaterThan(0); // really quantised
     const size32 = (await stat(path.join(dir, "fp32", "model.onnx"))).size;
