@@ -31,7 +31,8 @@
  *   RMSNorm = SimplifiedLayerNormalization (default domain, float32 stash). MLP = down(silu(gate) * up).
  *   Final norm and lm_head run only on the B selected positions.
  * Weights: fp32 MatMul on [in, out]; fp16 stores float16 [in, out] and Casts to float32 (computation and
- * KV cache stay float32, so the CPU EP runs it; ORT folds the Cast at load); int4 uses com.microsoft
+ * KV cache stay float32, so the CPU EP runs it; ORT folds the Cast at load, below its 1 GiB limit); the
+ * fp16 embedding table is gathered first and only the gathered rows are cast; int4 uses com.microsoft
  * MatMulNBits (bits 4, block 32, symmetric: no zero_points, default zero point 8) for every Linear
  * including lm_head, with the embedding table stored float16; int8 is the same with MatMulNBits bits 8
  * (block 32, symmetric, default zero point 128) and accuracy_level 4: the CPU EP then quantises each
@@ -184,15 +185,17 @@ export async function buildPhi3DecoderGraph(
   // ---- embedding
   const embedName = "model.embed_tokens.weight";
   const embed = await load(embedName, [c.vocabSize, D]);
-  let table: string;
+  let x: string; // [B,S,D]
   if (dtype === "fp32") {
     await sink.add(embedName, F, [c.vocabSize, D], float32Bytes(embed));
-    table = embedName;
+    x = g.op("Gather", [embedName, inputIds], { axis: 0 });
   } else {
+    // Gather the fp16 rows, then cast only those: a Cast of the whole table is folded at load only below
+    // onnxruntime's 1 GiB constant-folding limit, and Phi-4's table (100352 × 5120) is 2 GiB in fp32, so
+    // it would be cast again on every run.
     await sink.add(`${embedName}.fp16`, DataType.FLOAT16, [c.vocabSize, D], toFloat16Bytes(embed));
-    table = g.op("Cast", [`${embedName}.fp16`], { to: F });
+    x = g.op("Cast", [g.op("Gather", [`${embedName}.fp16`, inputIds], { axis: 0 })], { to: F });
   }
-  let x = g.op("Gather", [table, inputIds], { axis: 0 }); // [B,S,D]
 
   const alpha = { float: 1 / Math.sqrt(hd) };
   const cacheShape = i64([KV, 0, -1, hd]);
