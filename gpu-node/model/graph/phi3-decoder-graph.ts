@@ -37,7 +37,7 @@
  * including lm_head, with the embedding table stored float16; int8 is the same with MatMulNBits bits 8
  * (block 32, symmetric, default zero point 128) and accuracy_level 4: the CPU EP then quantises each
  * activation block to int8 and multiplies in integers; without it, it dequantises every weight on every
- * run, ≈ 30× slower (bench/phi4-layer.ts). Norm weights stay float32.
+ * run, many times slower. Norm weights stay float32.
  */
 import type { Phi3Config } from "../phi3-config.ts";
 import type { WeightSource } from "../weights.ts";
