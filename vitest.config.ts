@@ -11,7 +11,8 @@ export default defineConfig({
           cloudflareTest({
             wrangler: { configPath: "./wrangler.toml" },
             miniflare: {
-              bindings: { DEV_API_KEY: "sk-test-dev-key", REDIS_PREFIX: "phi4test" },
+              // What .dev.vars gives `wrangler dev`: the tests run as local development.
+              bindings: { DEV_API_KEY: "sk-test-dev-key", LOCAL_DEVELOPMENT: "true", REDIS_URL: "redis://127.0.0.1:6379", REDIS_PREFIX: "phi4test" },
             },
           }),
         ],
@@ -35,7 +36,7 @@ export default defineConfig({
       {
         test: {
           name: "node",
-          include: ["shared/**/*.test.ts", "gpu-node/**/*.test.ts", "test/**/*.test.ts"],
+          include: ["shared/**/*.test.ts", "gpu-node/**/*.test.ts", "bench/**/*.test.ts", "test/**/*.test.ts"],
           environment: "node",
           testTimeout: 120_000,
           hookTimeout: 180_000,

@@ -15,7 +15,7 @@
  * ÷ (output tokens − 1). Per level: p50/p90/p99 (linear interpolation) over successful requests, and
  * requests/s and output tokens/s over the level's wall time (first send → last stream end).
  *
- * By default it starts its own stack (test/e2e/stack-under-test.ts: `npm start` on free ports, GPU_NODES
+ * By default it starts its own stack (stack/stack-process.ts: `npm start` on free ports, GPU_NODES
  * = --nodes, the seeded tiny model) and stops it at the end; --url/--key target a running one. Loopback
  * only. Bounded: the SDK does not retry, each request has a timeout, and the sweep stops at --max-seconds
  * (in-flight requests are aborted and the level is marked truncated).
@@ -30,10 +30,11 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Presets, SingleBar } from "cli-progress";
 import OpenAI from "openai";
-import { tinyModelDir } from "../gpu-node/service/test/tiny-model-cache.ts";
+import { cachedTinyModel } from "../gpu-node/model/tiny-model.ts";
 import { PHI4_CONFIG } from "../gpu-node/model/phi3-config.ts";
 import { SERVED_MODEL_ID } from "../shared/limits.ts";
-import { metric, startStack, type Stack } from "../test/e2e/stack-under-test.ts";
+import { seededUniform } from "../shared/seeded-uniform.ts";
+import { metric, startStack, type Stack } from "../stack/stack-process.ts";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const REQUEST_TIMEOUT_MS = 120_000;
@@ -117,18 +118,6 @@ function parseOptions(): Options {
 
 // ───────────────────────────── workload ─────────────────────────────
 
-/** A deterministic 32-bit generator (mulberry32): the same seed gives the same workload everywhere. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const WORDS = (
   "the model serves requests from many users at once and every answer streams back token by token " +
   "while the scheduler admits new sequences between decode steps so nobody waits for a batch to drain " +
@@ -165,7 +154,7 @@ interface BenchRequest {
 }
 
 function buildWorkload(count: number, shape: WorkloadShape, seed: number): BenchRequest[] {
-  const random = seededRandom(seed);
+  const random = seededUniform(seed);
   const between = ([lo, hi]: [number, number]) => lo + Math.floor(random() * (hi - lo + 1));
   const requests: BenchRequest[] = [];
   for (let index = 0; index < count; index++) {
@@ -459,7 +448,7 @@ async function main(): Promise<void> {
   try {
     if (baseURL === null) {
       say(`starting the stack (${options.nodes} GPU node${options.nodes === 1 ? "" : "s"}, tiny model, wrangler dev)…`);
-      stack = await startStack({ gpuNodes: options.nodes, extraEnv: { MODEL_DIR: await tinyModelDir() } });
+      stack = await startStack({ gpuNodes: options.nodes, extraEnv: { MODEL_DIR: await cachedTinyModel() } });
       baseURL = stack.baseURL;
       apiKey = stack.apiKey;
       say(`stack up at ${baseURL}`);

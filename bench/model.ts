@@ -16,7 +16,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { RandomWeights } from "../gpu-node/model/random-weights.ts";
 import { writeModel } from "../gpu-node/model/write-model.ts";
-import { tinyConfig } from "../gpu-node/model/cli/tiny-model.ts";
+import { tinyConfig } from "../gpu-node/model/tiny-model.ts";
 import type { Phi3Config } from "../gpu-node/model/phi3-config.ts";
 import { ModelRunner } from "../gpu-node/runner/model-runner.ts";
 import type { BatchRow } from "../gpu-node/runner/step-runner.ts";

@@ -14,9 +14,10 @@
  *    what publishing could take from generation.
  */
 import { parseArgs } from "node:util";
-import { chatJob, TestWorker, uniquePrefix } from "../gpu-node/service/test/chat-jobs.ts";
-import { parseMetric, startNode } from "../gpu-node/service/test/node-process.ts";
-import { tinyModelDir } from "../gpu-node/service/test/tiny-model-cache.ts";
+import { chatJob, TestWorker, uniquePrefix } from "../stack/chat-jobs.ts";
+import { startNode } from "../stack/node-process.ts";
+import { parseMetric } from "../stack/stack-process.ts";
+import { cachedTinyModel } from "../gpu-node/model/tiny-model.ts";
 
 interface Args {
   json: boolean;
@@ -53,7 +54,7 @@ const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length 
 async function main(): Promise<void> {
   const args = parse();
   const say = (line: string) => !args.json && process.stderr.write(line + "\n");
-  const modelDir = args.model ?? (await tinyModelDir());
+  const modelDir = args.model ?? (await cachedTinyModel());
   const worker = new TestWorker(uniquePrefix("bench-node"));
   const kvCacheTokens = String(Math.max(8192, args.streams * (args.tokens + 64) * 2));
   const node = await startNode({

@@ -20,7 +20,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import onnxProto from "onnx-proto";
-import { tinyConfig } from "../gpu-node/model/cli/tiny-model.ts";
+import { tinyConfig } from "../gpu-node/model/tiny-model.ts";
 import { MODEL_DTYPES, type ModelDtype } from "../gpu-node/model/graph/phi3-decoder-graph.ts";
 import type { Phi3Config } from "../gpu-node/model/phi3-config.ts";
 import { RandomWeights } from "../gpu-node/model/random-weights.ts";

@@ -13,6 +13,7 @@
  * longest member is done. A generate's duration does not depend on when it starts, so each group is generated
  * once, back to back, and the same measurement places it on the burst and the Poisson timelines.
  */
+import { seededUniform } from "../shared/seeded-uniform.ts";
 
 export interface ServingRequest {
   index: number;
@@ -43,20 +44,8 @@ export interface ServingWorkload {
   poisson: ServingRequest[];
 }
 
-/** mulberry32: a small seeded uniform source in [0, 1) for drawing the workload (not the sampler's PRNG). */
-function uniformSource(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
 export function servingWorkload(shape: WorkloadShape): ServingWorkload {
-  const uniform = uniformSource(shape.seed);
+  const uniform = seededUniform(shape.seed);
   const skewed = (r: LengthRange) => Math.round(r.min * (r.max / r.min) ** (uniform() ** shape.skew));
   const lengths = Array.from({ length: shape.count }, () => ({ promptTokens: skewed(shape.prompt), maxTokens: skewed(shape.output) }));
   let t = 0;

@@ -20,7 +20,7 @@ import { performance } from "node:perf_hooks";
 import { createParser } from "eventsource-parser";
 import Redis from "ioredis";
 import { encodeStreamEvent, type StreamEvent } from "../shared/protocol.ts";
-import { redisKeys } from "../shared/redis-keys.ts";
+import { keyPatterns, redisKeys } from "../shared/redis-keys.ts";
 
 interface Options { json: boolean; requests: number; concurrency: number; chunks: number; port: number }
 
@@ -48,7 +48,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function startWranglerDev(o: Options, prefix: string, devKey: string, stateDir: string): Promise<ChildProcess> {
   const bin = createRequire(import.meta.url).resolve("wrangler/bin/wrangler.js");
-  const vars = { DEV_API_KEY: devKey, REDIS_PREFIX: prefix, SSE_HOLD_MS: "0", RATE_LIMIT_RPM: "1000000", RATE_LIMIT_TPM: "1000000000", RATE_LIMIT_CONCURRENT: "10000", MAX_QUEUE_DEPTH: "1000000" };
+  const vars = { LOCAL_DEVELOPMENT: "true", DEV_API_KEY: devKey, REDIS_PREFIX: prefix, SSE_HOLD_MS: "0", HEALTH_CACHE_MS: "0", RATE_LIMIT_RPM: "1000000", RATE_LIMIT_TPM: "1000000000", RATE_LIMIT_CONCURRENT: "10000", MAX_QUEUE_DEPTH: "1000000" };
   const args = [bin, "dev", "--ip", "127.0.0.1", "--port", String(o.port), "--persist-to", stateDir, "--show-interactive-dev-session=false", "--log-level", "warn"];
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
   const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"], detached: true, env: { ...process.env, WRANGLER_SEND_METRICS: "false" } });
@@ -183,12 +183,14 @@ async function measureRelay(base: string, devKey: string, redis: Redis, prefix: 
 }
 
 async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
-  let cursor = "0";
-  do {
-    const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000);
-    if (found.length) await redis.del(...found);
-    cursor = next;
-  } while (cursor !== "0");
+  for (const pattern of keyPatterns(prefix)) {
+    let cursor = "0";
+    do {
+      const [next, found] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+      if (found.length) await redis.del(...found);
+      cursor = next;
+    } while (cursor !== "0");
+  }
 }
 
 async function main() {

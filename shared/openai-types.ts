@@ -1,7 +1,22 @@
 /** The OpenAI chat-completions wire shapes this service speaks (request side: see request-schema.ts). */
 
 export type Role = "system" | "user" | "assistant" | "tool";
-export type FinishReason = "stop" | "length";
+export type FinishReason = "stop" | "length" | "tool_calls";
+
+/** A function call the model made (or, in a request's history, made earlier). */
+export interface ToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; /** JSON text */ arguments: string };
+}
+
+/** One piece of a streamed tool call, as OpenAI streams them: id and name first, then argument fragments. */
+export interface ToolCallDelta {
+  index: number;
+  id?: string;
+  type?: "function";
+  function: { name?: string; arguments: string };
+}
 
 export interface ChatMessage {
   role: Role;
@@ -9,7 +24,25 @@ export interface ChatMessage {
   content: string;
   name?: string;
   tool_call_id?: string;
+  /** An assistant turn's calls (rendered back into the prompt). */
+  tool_calls?: ToolCall[];
 }
+
+/** A function the model may call: `parameters` is a JSON Schema (checked by json-schema-support.ts). */
+export interface ToolFunction {
+  name: string;
+  description: string | null;
+  parameters: Record<string, unknown>;
+  strict: boolean;
+}
+
+/** `none`, `auto`, `required`, or one named function. */
+export type ToolChoice = "none" | "auto" | "required" | { name: string };
+
+export type ResponseFormat =
+  | { type: "text" }
+  | { type: "json_object" }
+  | { type: "json_schema"; name: string; schema: Record<string, unknown> | boolean; strict: boolean };
 
 export interface TopLogprob {
   token: string;
@@ -41,7 +74,7 @@ export interface ChatCompletion {
   system_fingerprint: string;
   choices: Array<{
     index: number;
-    message: { role: "assistant"; content: string; refusal: null };
+    message: { role: "assistant"; content: string | null; refusal: null; tool_calls?: ToolCall[] };
     logprobs: ChoiceLogprobs | null;
     finish_reason: FinishReason;
   }>;
@@ -56,7 +89,7 @@ export interface ChatCompletionChunk {
   system_fingerprint: string;
   choices: Array<{
     index: number;
-    delta: { role?: "assistant"; content?: string };
+    delta: { role?: "assistant"; content?: string; tool_calls?: ToolCallDelta[] };
     logprobs: ChoiceLogprobs | null;
     finish_reason: FinishReason | null;
   }>;
@@ -74,4 +107,23 @@ export interface ModelObject {
 export interface ModelList {
   object: "list";
   data: ModelObject[];
+}
+
+/** Legacy `/v1/completions` logprobs: parallel arrays, one entry per token. */
+export interface TextCompletionLogprobs {
+  tokens: string[];
+  token_logprobs: Array<number | null>;
+  top_logprobs: Array<Record<string, number> | null>;
+  text_offset: number[];
+}
+
+export interface TextCompletion {
+  id: string;
+  object: "text_completion";
+  created: number;
+  model: string;
+  system_fingerprint: string;
+  /** finish_reason is null on stream chunks until the choice ends. */
+  choices: Array<{ text: string; index: number; logprobs: TextCompletionLogprobs | null; finish_reason: FinishReason | null }>;
+  usage?: Usage | null;
 }

@@ -1,4 +1,4 @@
-/** Price per million tokens, in dollars (PHI4.md; configurable per deployment). */
+/** Price per million tokens, in dollars (docs/pricing.md; configurable per deployment). */
 export interface Prices {
   inputPerMTok: number;
   outputPerMTok: number;

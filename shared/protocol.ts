@@ -4,11 +4,15 @@
  */
 import { z } from "zod";
 import type { ChatRequest } from "./request-schema.ts";
-import type { FinishReason, TokenLogprob } from "./openai-types.ts";
+import type { FinishReason, TokenLogprob, ToolCallDelta } from "./openai-types.ts";
+import {
+  LOGIT_BIAS, MAX_BODY_BYTES, MAX_MESSAGES, MAX_N, MAX_OUTPUT_TOKENS, MAX_STOP_SEQUENCE_CHARS, MAX_STOP_SEQUENCES,
+  MAX_TOP_LOGPROBS, MAX_USER_ID_CHARS, PENALTY, REPETITION_PENALTY, SEED_EXCLUSIVE_MAX, TEMPERATURE, TOP_K,
+} from "./limits.ts";
 
 z.config({ jitless: true });
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** What the Worker enqueues (BullMQ job data; the job id is `id`). `request.user` is already hashed. */
 export interface ChatJob {
@@ -19,6 +23,13 @@ export interface ChatJob {
   /** Epoch ms when the Worker enqueued it (queue-wait metric). */
   enqueuedAt: number;
   request: ChatRequest;
+  /**
+   * Salts the prefix cache's block hashes (16 hex digits): requests share cached blocks only under
+   * equal salts, so time to first token reveals nothing about another key's prompts. The Worker sets
+   * a hash of the API key's id (or of its cache group, to share within an organisation), never the key.
+   * Absent: the unsalted cache every absent-salt job shares.
+   */
+  cacheSalt?: string;
 }
 
 /**
@@ -34,6 +45,8 @@ export type StreamEvent =
       text: string;
       tokens: number[];
       logprobs?: TokenLogprob[];
+      /** Pieces of the tool calls this delta's tokens made (tool_choice other than `none`). */
+      toolCalls?: ToolCallDelta[];
       /** Set on the last delta of this choice. */
       finishReason?: FinishReason;
     }
@@ -74,33 +87,57 @@ export function decodeStreamEvent(fields: string[]): StreamEvent {
 const finite = z.number().refine(Number.isFinite);
 const int = z.number().int();
 
+const jsonObject = z.record(z.string(), z.unknown());
+
+/**
+ * The node checks every job again, with the edge's upper bounds (shared/limits.ts): a job written to
+ * Redis by anything but a well-behaved Worker must not be able to make a node allocate, tokenize or
+ * generate without bound. The model name is checked against the node's own afterwards.
+ */
 const chatRequestShape = z.object({
-  model: z.string(),
+  model: z.string().max(256),
   messages: z.array(z.object({
     role: z.enum(["system", "user", "assistant", "tool"]),
-    content: z.string(),
-    name: z.string().optional(),
-    tool_call_id: z.string().optional(),
-  })).min(1),
+    content: z.string().max(MAX_BODY_BYTES),
+    name: z.string().max(256).optional(),
+    tool_call_id: z.string().max(256).optional(),
+    tool_calls: z.array(z.object({
+      id: z.string(),
+      type: z.literal("function"),
+      function: z.object({ name: z.string(), arguments: z.string().max(MAX_BODY_BYTES) }),
+    })).optional(),
+  })).max(MAX_MESSAGES)
+    // A body the edge accepted holds at most MAX_BODY_BYTES of text in all.
+    .refine((messages) => messages.reduce((sum, m) => sum + m.content.length, 0) <= MAX_BODY_BYTES, `at most ${MAX_BODY_BYTES} characters of content in all`),
   stream: z.boolean(),
   includeUsage: z.boolean(),
-  maxTokens: int.min(0).nullable(),
-  temperature: finite.min(0),
+  maxTokens: int.min(0).max(MAX_OUTPUT_TOKENS).nullable(),
+  temperature: finite.min(TEMPERATURE.min).max(TEMPERATURE.max),
   topP: finite.gt(0).max(1),
   minP: finite.min(0).max(1),
-  topK: int.min(0),
-  presencePenalty: finite,
-  frequencyPenalty: finite,
-  repetitionPenalty: finite.gt(0),
-  seed: z.string().regex(/^[0-9]+$/).nullable(),
-  stop: z.array(z.string()),
-  n: int.min(1),
+  topK: int.min(TOP_K.min).max(TOP_K.max),
+  presencePenalty: finite.min(PENALTY.min).max(PENALTY.max),
+  frequencyPenalty: finite.min(PENALTY.min).max(PENALTY.max),
+  repetitionPenalty: finite.min(REPETITION_PENALTY.min).max(REPETITION_PENALTY.max),
+  seed: z.string().regex(/^[0-9]{1,19}$/).refine((s) => BigInt(s) < BigInt(SEED_EXCLUSIVE_MAX), "below 2^63").nullable(),
+  stop: z.array(z.string().max(MAX_STOP_SEQUENCE_CHARS)).max(MAX_STOP_SEQUENCES),
+  n: int.min(1).max(MAX_N),
   logprobs: z.boolean(),
-  topLogprobs: int.min(0),
-  logitBias: z.record(z.string(), finite),
-  user: z.string().nullable(),
-  toolChoice: z.enum(["none", "auto"]),
-});
+  topLogprobs: int.min(0).max(MAX_TOP_LOGPROBS),
+  logitBias: z.record(z.string().regex(/^[0-9]{1,6}$/), finite.min(LOGIT_BIAS.min).max(LOGIT_BIAS.max))
+    .refine((bias) => Object.keys(bias).length <= LOGIT_BIAS.maxEntries, `at most ${LOGIT_BIAS.maxEntries} entries`),
+  user: z.string().max(MAX_USER_ID_CHARS).nullable(),
+  tools: z.array(z.object({ name: z.string(), description: z.string().nullable(), parameters: jsonObject, strict: z.boolean() })),
+  toolChoice: z.union([z.enum(["none", "auto", "required"]), z.object({ name: z.string() })]),
+  parallelToolCalls: z.boolean(),
+  responseFormat: z.discriminatedUnion("type", [
+    z.object({ type: z.literal("text") }),
+    z.object({ type: z.literal("json_object") }),
+    z.object({ type: z.literal("json_schema"), name: z.string(), schema: z.union([jsonObject, z.boolean()]), strict: z.boolean() }),
+  ]),
+  prompts: z.array(z.union([z.string(), z.array(int.min(0))])).min(1).nullable(),
+  echo: z.boolean(),
+}).refine((r) => r.messages.length > 0 || r.prompts !== null, { message: "a job needs messages or prompts" });
 
 const chatJobShape = z.object({
   protocol: z.number(),
@@ -108,6 +145,7 @@ const chatJobShape = z.object({
   created: int,
   enqueuedAt: finite,
   request: chatRequestShape,
+  cacheSalt: z.string().regex(/^[0-9a-f]{16}$/).optional(),
 });
 
 /** Checks a job taken off the queue. Throws ProtocolVersionError or an Error naming the bad field. */
@@ -122,11 +160,11 @@ export function parseChatJob(data: unknown): ChatJob {
   return parsed.data as unknown as ChatJob;
 }
 
-/** A completion id: what clients see, the BullMQ job id and the stream key suffix. */
-export function newCompletionId(): string {
+/** A completion id: what clients see, the BullMQ job id and the stream key suffix (`cmpl` for legacy completions). */
+export function newCompletionId(prefix: "chatcmpl" | "cmpl" = "chatcmpl"): string {
   const bytes = new Uint8Array(18);
   crypto.getRandomValues(bytes);
   let s = "";
   for (const b of bytes) s += "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[b % 62];
-  return `chatcmpl-${s}`;
+  return `${prefix}-${s}`;
 }

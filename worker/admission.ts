@@ -20,6 +20,7 @@ export interface AdmissionTicket {
   meta: CompletionMeta;
   estimatedTokens: number;
   maxQueueDepth: number;
+  leaseMs: number;
 }
 
 export async function admitAndEnqueue(redis: RedisClient, keys: RedisKeys, ticket: AdmissionTicket): Promise<Admission> {
@@ -28,7 +29,9 @@ export async function admitAndEnqueue(redis: RedisClient, keys: RedisKeys, ticke
   try {
     await requireLiveNode(redis, keys);
     await checkQueueDepth(queue, ticket.maxQueueDepth);
-    admission = await admit(redis, keys, ticket.keyHash, ticket.limits, ticket.job.id, ticket.estimatedTokens);
+    admission = await admit(redis, keys, {
+      keyHash: ticket.keyHash, limits: ticket.limits, slot: ticket.job.id, estimatedTokens: ticket.estimatedTokens, leaseMs: ticket.leaseMs,
+    });
     await saveMeta(redis, keys, ticket.job.id, ticket.meta);
     await enqueueChat(queue, ticket.job);
     return admission;

@@ -7,8 +7,10 @@ import { bearerAuth } from "hono/bearer-auth";
 import { ApiError } from "../shared/errors.ts";
 import { constantTimeEqual, isApiKeyRecord, sha256Hex } from "./api-key.ts";
 import type { AppEnv } from "./app-env.ts";
+import { developmentKey } from "./development-key.ts";
 import type { RateLimits, WorkerEnv } from "./env.ts";
 import { errorResponse } from "./error-response.ts";
+import { UNAVAILABLE_RETRY_AFTER_S } from "./redis.ts";
 
 export interface Caller {
   /** SHA-256 hex of the key: what rate limits and stream ownership are keyed by. */
@@ -26,10 +28,17 @@ const NO_KEY = "You didn't provide an API key. Provide it in the Authorization h
 /** The caller a key belongs to, or null for an unknown or disabled key. */
 export async function identify(env: WorkerEnv, key: string, defaults: RateLimits): Promise<Caller | null> {
   const keyHash = await sha256Hex(key);
-  if (env.DEV_API_KEY && constantTimeEqual(keyHash, await sha256Hex(env.DEV_API_KEY))) {
+  const devKey = developmentKey(env);
+  if (devKey && constantTimeEqual(keyHash, await sha256Hex(devKey))) {
     return { keyHash, name: "development", limits: defaults };
   }
-  const record: unknown = await env.API_KEYS.get(keyHash, { type: "json", cacheTtl: 60 }).catch(() => null);
+  let record: unknown;
+  try {
+    record = await env.API_KEYS.get(keyHash, { type: "json", cacheTtl: 60 });
+  } catch {
+    // The key may well be valid: an outage is the service's fault, not the caller's (503, not 401).
+    throw new ApiError(503, "service_unavailable", "The API key store is unreachable; retry shortly.", "key_store_unavailable", null, UNAVAILABLE_RETRY_AFTER_S);
+  }
   if (!isApiKeyRecord(record) || record.disabled) return null;
   return {
     keyHash,

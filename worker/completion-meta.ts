@@ -3,6 +3,7 @@
  * it: the owner (key hash) and the options that shape its chunks. Lives as long as the stream.
  */
 import { STREAM_TTL_SECONDS, type RedisKeys } from "../shared/redis-keys.ts";
+import { readersKey } from "./completion-readers.ts";
 import type { RedisClient } from "./redis.ts";
 
 export interface CompletionMeta {
@@ -12,6 +13,8 @@ export interface CompletionMeta {
   n: number;
   logprobs: boolean;
   includeUsage: boolean;
+  /** `text`: a legacy `/v1/completions` request (text_completion objects); absent: chat. */
+  kind?: "text";
 }
 
 /** While queued or running, a request may take this long before its stream gets its final TTL. */
@@ -31,5 +34,6 @@ export async function expireFinished(redis: RedisClient, keys: RedisKeys, id: st
   await redis.multi()
     .expire(keys.stream(id), STREAM_TTL_SECONDS)
     .expire(keys.meta(id), STREAM_TTL_SECONDS)
+    .del(readersKey(keys, id))
     .exec();
 }

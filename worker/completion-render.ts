@@ -3,7 +3,7 @@
  * `chat.completion` for a non-streaming request. Knows nothing about Redis or HTTP.
  */
 import { estimatedCost, type Prices } from "../shared/pricing.ts";
-import type { ChatCompletion, ChatCompletionChunk, FinishReason, TokenLogprob, Usage } from "../shared/openai-types.ts";
+import type { ChatCompletion, ChatCompletionChunk, FinishReason, TokenLogprob, ToolCall, Usage } from "../shared/openai-types.ts";
 import type { StreamEvent } from "../shared/protocol.ts";
 import type { CompletionMeta } from "./completion-meta.ts";
 
@@ -59,7 +59,10 @@ export class ChunkRenderer {
         const finish = event.finishReason ?? null;
         if (finish !== null) this.finished[event.index] = true;
         const logprobs = this.meta.logprobs ? { content: event.logprobs ?? [] } : null;
-        return [JSON.stringify(this.chunk([{ index: event.index, delta: { content: event.text }, logprobs, finish_reason: finish }]))];
+        // A delta that only carries tool-call pieces has no content field, as OpenAI streams them.
+        const delta: Choice["delta"] = event.toolCalls && event.text === "" ? { tool_calls: event.toolCalls } : { content: event.text };
+        if (event.toolCalls && event.text !== "") delta.tool_calls = event.toolCalls;
+        return [JSON.stringify(this.chunk([{ index: event.index, delta, logprobs, finish_reason: finish }]))];
       }
       case "done": {
         const out: string[] = [];
@@ -87,8 +90,10 @@ export class CompletionAssembler {
   private readonly texts: string[];
   private readonly logprobs: TokenLogprob[][];
   private readonly finishReasons: Array<FinishReason | null>;
+  private readonly toolCalls: ToolCall[][];
 
   constructor(private readonly id: string, private readonly meta: CompletionMeta, private readonly prices: Prices) {
+    this.toolCalls = Array.from({ length: meta.n }, () => []);
     this.texts = new Array<string>(meta.n).fill("");
     this.logprobs = Array.from({ length: meta.n }, () => []);
     this.finishReasons = new Array<FinishReason | null>(meta.n).fill(null);
@@ -98,6 +103,11 @@ export class CompletionAssembler {
     this.texts[event.index] += event.text;
     if (event.logprobs) for (const lp of event.logprobs) this.logprobs[event.index].push(lp);
     if (event.finishReason) this.finishReasons[event.index] = event.finishReason;
+    const calls = this.toolCalls[event.index];
+    for (const piece of event.toolCalls ?? []) {
+      if (piece.id !== undefined) calls[piece.index] = { id: piece.id, type: "function", function: { name: piece.function.name ?? "", arguments: "" } };
+      calls[piece.index].function.arguments += piece.function.arguments;
+    }
   }
 
   finish(done: Extract<StreamEvent, { type: "done" }>): ChatCompletion {
@@ -109,7 +119,9 @@ export class CompletionAssembler {
       system_fingerprint: SYSTEM_FINGERPRINT,
       choices: this.texts.map((content, index) => ({
         index,
-        message: { role: "assistant", content, refusal: null },
+        message: this.toolCalls[index].length > 0
+          ? { role: "assistant", content: content === "" ? null : content, refusal: null, tool_calls: this.toolCalls[index] }
+          : { role: "assistant", content, refusal: null },
         logprobs: this.meta.logprobs ? { content: this.logprobs[index] } : null,
         finish_reason: this.finishReasons[index] ?? done.finishReasons[index] ?? "stop",
       })),

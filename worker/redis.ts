@@ -19,8 +19,30 @@ export function redisUnavailable(): ApiError {
   return new ApiError(503, "service_unavailable", "The request queue is unreachable; retry shortly.", "queue_unavailable", null, UNAVAILABLE_RETRY_AFTER_S);
 }
 
+/**
+ * The reason REDIS_URL cannot be used, or null. Checked before ioredis sees it: a URL that fails to
+ * parse must never reach an error message or a log, where its password would be echoed.
+ */
+function unusableRedisUrl(url: string): string | null {
+  if (!url) return "REDIS_URL is not set: set it with `wrangler secret put REDIS_URL`";
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return "REDIS_URL does not parse as a URL (its value is not shown: it may hold a password)";
+  }
+  if (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:") return "REDIS_URL must start with redis:// or rediss://";
+  if (parsed.hostname === "") return "REDIS_URL has no host";
+  return null;
+}
+
 /** Opens a connected client, or throws the 503 ApiError. */
 export async function openRedis(url: string): Promise<RedisClient> {
+  const unusable = unusableRedisUrl(url);
+  if (unusable) {
+    console.error(unusable);
+    throw redisUnavailable();
+  }
   const client = new Redis(url, {
     lazyConnect: true,
     connectTimeout: CONNECT_TIMEOUT_MS,

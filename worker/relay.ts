@@ -7,14 +7,18 @@
 import type { Context } from "hono";
 import { streamSSE, type SSEStreamingApi } from "hono/streaming";
 import { ApiError, type ErrorType } from "../shared/errors.ts";
+import { STALLED_WRITE_MS } from "../shared/limits.ts";
 import type { Prices } from "../shared/pricing.ts";
 import type { StreamEvent } from "../shared/protocol.ts";
 import type { CompletionMeta } from "./completion-meta.ts";
 import { ChunkRenderer, CompletionAssembler } from "./completion-render.ts";
+import { TextChunkRenderer, TextCompletionAssembler } from "./text-completion-render.ts";
 import type { CompletionSession } from "./completion-session.ts";
 import { chatQueue } from "./queue.ts";
 import { redisUnavailable } from "./redis.ts";
-import type { StreamEntry, StreamReader } from "./stream-reader.ts";
+import { StalledWriteWatch } from "./stalled-write.ts";
+import { compareEntryIds, lastEntry, STREAM_START, type StreamEntry, type StreamReader } from "./stream-reader.ts";
+import { waitUntilOf } from "./wait-until.ts";
 
 export const KEEP_ALIVE_COMMENT = ": keep-alive\n\n";
 
@@ -32,17 +36,28 @@ function relayFailure(err: unknown): ApiError {
 }
 
 /**
- * A job BullMQ gave up on (every attempt failed) without its node appending `error` would leave the
- * client waiting forever: checked whenever the stream has been quiet for a keep-alive interval.
+ * Why a quiet completion will never produce more, looked for whenever the stream has been quiet for a
+ * keep-alive interval: BullMQ gave up on its job (every attempt failed without the node appending
+ * `error`), or its job, meta or stream vanished (Redis restarted without persistence, or was flushed).
+ * Either would otherwise leave the client waiting forever.
  */
-async function failedJob(session: CompletionSession): Promise<ApiError | null> {
-  const queue = chatQueue(session.redis, session.keys);
+async function deadEnd(session: CompletionSession, reader: StreamReader): Promise<ApiError | null> {
+  const { redis, keys, id } = session;
+  const queue = chatQueue(redis, keys);
+  let state: string;
   try {
-    if ((await queue.getJobState(session.id)) !== "failed") return null;
+    state = await queue.getJobState(id);
   } finally {
     await queue.close().catch(() => {});
   }
-  return new ApiError(500, "server_error", "The request failed on every GPU node it was tried on.", "job_failed");
+  if (state === "failed") return new ApiError(500, "server_error", "The request failed on every GPU node it was tried on.", "job_failed");
+  const [metaExists, streamExists] = await Promise.all([redis.exists(keys.meta(id)), redis.exists(keys.stream(id))]);
+  const streamLost = streamExists === 0 && reader.position !== STREAM_START;
+  if (state !== "unknown" && metaExists === 1 && !streamLost) return null;
+  // A finished job is removed right after its `done` is written: an end past the cursor is no loss.
+  const last = await lastEntry(redis, keys.stream(id));
+  if (last && (last.event.type === "done" || last.event.type === "error") && compareEntryIds(last.id, reader.position) > 0) return null;
+  return new ApiError(503, "service_unavailable", "The request was lost by the queue (its job or stream is gone, as after a Redis restart). Please retry.", "request_lost", null, 1);
 }
 
 export function onClientGone(signal: AbortSignal | undefined, handler: () => void): void {
@@ -82,53 +97,83 @@ export interface Relay {
   reader: StreamReader;
   meta: CompletionMeta;
   prices: Prices;
-  /** Quiet interval after which a keep-alive comment goes out (and a failed job is looked for). */
+  /** Quiet interval after which a keep-alive comment goes out (and a failed or vanished job is looked for). */
   keepAliveMs: number;
+  /** How long a streaming client that disconnected has to resume before the generation is cancelled. */
+  resumeGraceMs: number;
+  /** Epoch ms at which this relay stops (RELAY_DEADLINE_MS after it began). */
+  deadline: number;
+}
+
+/** In-stream: the relay's time is up, the generation is not; the client resumes where it is. */
+function deadlineReached(id: string): ApiError {
+  return new ApiError(504, "server_error", `This stream reached its time limit. Resume it with GET /v1/chat/completions/${id}/events and the Last-Event-ID of the last event received.`, "relay_deadline");
 }
 
 /** Streams the completion as SSE, `buffered` entries first; ends with `data: [DONE]` after `done`. */
-export function relaySSE(c: Context, { session, reader, meta, prices, keepAliveMs }: Relay, buffered: StreamEntry[] = []): Response {
+export function relaySSE(c: Context, { session, reader, meta, prices, keepAliveMs, resumeGraceMs, deadline }: Relay, buffered: StreamEntry[] = []): Response {
   return streamSSE(c, async (stream) => {
-    // Two ways to hear the client leave: the body stream cancelled, or (workerd's
-    // `enable_request_signal` flag) the incoming request's signal; whichever comes first.
-    stream.onAbort(() => session.abandon());
-    onClientGone(c.req.raw.signal, () => session.abandon());
-    const renderer = new ChunkRenderer(session.id, meta, prices);
+    // Three ways to hear the client leave: the body stream cancelled, (workerd's `enable_request_signal`
+    // flag) the incoming request's signal, or a write nobody takes (StalledWriteWatch: workerd reports a
+    // failed response write by neither); whichever comes first.
+    stream.onAbort(() => session.abandon(resumeGraceMs));
+    onClientGone(c.req.raw.signal, () => session.abandon(resumeGraceMs));
+    const watch = new StalledWriteWatch(stream, STALLED_WRITE_MS);
+    // A failed response write ends the request for workerd, which then drops its context (and this relay
+    // with it) unless work is pending: the relay is that work, so the watch can still hear the disconnect.
+    const relayed = relayEntries(stream, watch);
+    waitUntilOf(c)(relayed);
     try {
-      if (await writeEntries(stream, renderer, session, buffered)) return;
+      await relayed;
+    } finally {
+      watch.stop();
+    }
+  });
+
+  async function relayEntries(stream: SSEStreamingApi, watch: StalledWriteWatch): Promise<void> {
+    const renderer = meta.kind === "text" ? new TextChunkRenderer(session.id, meta, prices) : new ChunkRenderer(session.id, meta, prices);
+    try {
+      if (await writeEntries(stream, watch, renderer, session, buffered)) return;
       let lastWrite = Date.now();
       while (!session.abandoned) {
-        const entries = await reader.read(Math.max(1, keepAliveMs - (Date.now() - lastWrite)));
+        if (Date.now() >= deadline) {
+          await watch.track(stream.writeSSE({ data: JSON.stringify(deadlineReached(session.id).toBody()) }));
+          // Like a disconnect: the generation goes on for the grace period, so the client can resume.
+          session.abandon(resumeGraceMs);
+          return;
+        }
+        await session.keepLease();
+        const entries = await reader.read(Math.max(1, Math.min(deadline - Date.now(), keepAliveMs - (Date.now() - lastWrite))));
         if (session.abandoned) return;
         if (entries.length === 0) {
           if (Date.now() - lastWrite >= keepAliveMs) {
-            const failed = await failedJob(session);
+            const failed = await deadEnd(session, reader);
             if (failed) {
-              await stream.writeSSE({ data: JSON.stringify(failed.toBody()) });
-              await session.finish(null, false);
+              await watch.track(stream.writeSSE({ data: JSON.stringify(failed.toBody()) }));
+              await session.finish(null, true); // the generation is over: every slot goes back
               return;
             }
-            await stream.write(KEEP_ALIVE_COMMENT);
+            await watch.track(stream.write(KEEP_ALIVE_COMMENT));
             lastWrite = Date.now();
           }
           continue;
         }
-        if (await writeEntries(stream, renderer, session, entries)) return;
+        if (await writeEntries(stream, watch, renderer, session, entries)) return;
         lastWrite = Date.now();
       }
     } catch (err) {
       if (session.abandoned) return;
       const error = relayFailure(err);
-      await stream.writeSSE({ data: JSON.stringify(error.toBody()) });
+      await watch.track(stream.writeSSE({ data: JSON.stringify(error.toBody()) }));
       await session.finish(null, false);
     }
-  });
+  }
 }
 
 /** Writes entries; true when the stream has ended (after `done` or `error`). */
-async function writeEntries(stream: SSEStreamingApi, renderer: ChunkRenderer, session: CompletionSession, entries: StreamEntry[]): Promise<boolean> {
+async function writeEntries(stream: SSEStreamingApi, watch: StalledWriteWatch, renderer: ChunkRenderer | TextChunkRenderer, session: CompletionSession, entries: StreamEntry[]): Promise<boolean> {
   for (const entry of entries) {
-    for (const data of renderer.render(entry.event)) await stream.writeSSE({ data, id: entry.id });
+    for (const data of renderer.render(entry.event)) await watch.track(stream.writeSSE({ data, id: entry.id }));
     if (entry.event.type === "done") {
       await session.finish(entry.event.usage, true);
       return true;
@@ -142,20 +187,26 @@ async function writeEntries(stream: SSEStreamingApi, renderer: ChunkRenderer, se
 }
 
 /** Waits for `done` and answers one chat.completion; a node error at any point is the HTTP error. */
-export async function collectCompletion({ session, reader, meta, prices, keepAliveMs }: Relay, signal: AbortSignal | undefined): Promise<Response> {
-  const assembler = new CompletionAssembler(session.id, meta, prices);
+export async function collectCompletion({ session, reader, meta, prices, keepAliveMs, deadline }: Relay, signal: AbortSignal | undefined): Promise<Response> {
+  const assembler = meta.kind === "text" ? new TextCompletionAssembler(session.id, meta, prices) : new CompletionAssembler(session.id, meta, prices);
   let lastEvent = Date.now();
-  onClientGone(signal, () => session.abandon());
+  // Nobody can resume a non-streaming request: its generation stops at once.
+  onClientGone(signal, () => session.abandon(0));
   try {
     for (;;) {
       if (session.abandoned) return new Response(null, { status: 499 });
-      const entries = await reader.read(1000);
+      if (Date.now() >= deadline) {
+        session.abandon(0); // nobody can resume a non-streamed request: stop the generation
+        throw new ApiError(504, "server_error", "The completion did not finish within the time limit; use stream: true for long generations.", "timeout");
+      }
+      await session.keepLease();
+      const entries = await reader.read(Math.min(1000, deadline - Date.now()));
       if (entries.length > 0) lastEvent = Date.now();
       else if (Date.now() - lastEvent >= keepAliveMs) {
         lastEvent = Date.now();
-        const failed = await failedJob(session);
+        const failed = await deadEnd(session, reader);
         if (failed) {
-          await session.finish(null, false);
+          await session.finish(null, true);
           throw failed;
         }
       }
@@ -171,7 +222,7 @@ export async function collectCompletion({ session, reader, meta, prices, keepAli
       }
     }
   } catch (err) {
-    if (session.abandoned) return new Response(null, { status: 499 });
+    if (session.abandoned && !(err instanceof ApiError)) return new Response(null, { status: 499 });
     if (!(err instanceof ApiError)) await session.finish(null, false);
     throw relayFailure(err);
   }

@@ -45,11 +45,15 @@ export class StreamReader {
   }
 
   /** The stream's last entry, if any (to tell a finished stream from a quiet one on resume). */
-  async last(): Promise<StreamEntry | null> {
-    const reply = await this.redis.xrevrange(this.streamKey, "+", "-", "COUNT", 1);
-    if (reply.length === 0) return null;
-    return { id: reply[0][0], event: decodeStreamEvent(reply[0][1]) };
+  last(): Promise<StreamEntry | null> {
+    return lastEntry(this.redis, this.streamKey);
   }
+}
+
+export async function lastEntry(redis: RedisClient, streamKey: string): Promise<StreamEntry | null> {
+  const reply = await redis.xrevrange(streamKey, "+", "-", "COUNT", 1);
+  if (reply.length === 0) return null;
+  return { id: reply[0][0], event: decodeStreamEvent(reply[0][1]) };
 }
 
 /** Orders two stream ids numerically (string order is wrong across digit counts). */

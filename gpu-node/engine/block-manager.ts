@@ -21,8 +21,10 @@ export interface BlockSequence {
   readonly numTokens: number;
   /** Tokens found in the prefix cache at the last `allocate`. */
   numCachedTokens: number;
-  /** Tokens whose K/V are in the cache; the step loop advances it, `allocate` starts it at the cached prefix. */
+  /** Tokens whose K/V are in the cache; Scheduler.postprocess advances it, `allocate` starts it at the cached prefix. */
   numComputedTokens: number;
+  /** Seeds the first block's chained hash ([hi, lo]): only sequences with equal salts share cached blocks. */
+  readonly cacheSalt?: readonly [number, number];
 }
 
 export interface BlockStats {
@@ -78,7 +80,7 @@ function chainHash(parentHi: number, parentLo: number, tokens: ArrayLike<number>
 }
 
 /** Key of a 64-bit hash in the lookup map: its top 53 bits (a number, no allocation); hits re-check all 64. */
-function mapKey(hi: number, lo: number): number {
+export function mapKey(hi: number, lo: number): number {
   return hi * 2_097_152 + (lo >>> 11);
 }
 
@@ -162,8 +164,8 @@ export class BlockManager {
     let first = full;
     while (first > 0 && this.hashed[table[first - 1]] === 0) first--;
     if (first === full) return;
-    let hi = first === 0 ? ROOT_HI : this.hashHi[table[first - 1]];
-    let lo = first === 0 ? ROOT_LO : this.hashLo[table[first - 1]];
+    let hi = first === 0 ? ROOT_HI ^ (seq.cacheSalt?.[0] ?? 0) : this.hashHi[table[first - 1]];
+    let lo = first === 0 ? ROOT_LO ^ (seq.cacheSalt?.[1] ?? 0) : this.hashLo[table[first - 1]];
     for (let i = first; i < full; i++) {
       const id = table[i];
       chainHash(hi, lo, seq.tokens, i * bs, bs, this.hash);
@@ -202,50 +204,6 @@ export class BlockManager {
     };
   }
 
-  /**
-   * Checks every invariant against the sequences that hold blocks; throws on the first violation.
-   * Reference counts equal the number of tables holding each block; a block is free iff its count is 0;
-   * the free queue is consistent; only full blocks are hashed, and a hashed block holds its sequence's tokens.
-   */
-  audit(sequences: Iterable<BlockSequence>): void {
-    const holders = new Int32Array(this.numBlocks);
-    const bs = this.blockSize;
-    for (const seq of sequences) {
-      const seen = new Set<number>();
-      seq.blockTable.forEach((id, i) => {
-        if (!(id >= 0 && id < this.numBlocks)) throw new Error(`audit: block id ${id} out of range`);
-        if (seen.has(id)) throw new Error(`audit: block ${id} appears twice in one table`);
-        seen.add(id);
-        holders[id]++;
-        if (this.hashed[id]) {
-          if ((i + 1) * bs > seq.numTokens) throw new Error(`audit: block ${id} is hashed but not full`);
-          for (let j = 0; j < bs; j++) {
-            if (this.blockTokens[id * bs + j] !== seq.tokens[i * bs + j]) throw new Error(`audit: hashed block ${id} holds other tokens`);
-          }
-        }
-      });
-      if (seq.blockTable.length * bs < Math.min(seq.numComputedTokens, seq.numTokens)) {
-        throw new Error("audit: computed tokens beyond the sequence's blocks");
-      }
-    }
-    let free = 0;
-    for (let id = this.head, last = NONE; id !== NONE; last = id, id = this.next[id]) {
-      if (this.prev[id] !== last) throw new Error(`audit: free queue broken at block ${id}`);
-      if (this.refCount[id] !== 0) throw new Error(`audit: block ${id} is queued free with refcount ${this.refCount[id]}`);
-      if (++free > this.numBlocks) throw new Error("audit: free queue has a cycle");
-    }
-    if (free !== this.freeCount) throw new Error(`audit: free queue holds ${free} blocks, count says ${this.freeCount}`);
-    for (let id = 0; id < this.numBlocks; id++) {
-      if (this.refCount[id] !== holders[id]) {
-        throw new Error(`audit: block ${id} has refcount ${this.refCount[id]} but ${holders[id]} holders`);
-      }
-    }
-    if (this.numBlocks - free !== holders.reduce((n, h) => n + (h > 0 ? 1 : 0), 0)) throw new Error("audit: used count mismatch");
-    for (const [key, id] of this.byHash) {
-      if (!this.hashed[id] || mapKey(this.hashHi[id], this.hashLo[id]) !== key) throw new Error(`audit: stale hash entry for block ${id}`);
-    }
-  }
-
   /** Prefix-cache hits for the sequence into `this.hits`; returns the free blocks allocate would consume. */
   private freeBlocksNeeded(seq: BlockSequence): number {
     const bs = this.blockSize;
@@ -253,8 +211,8 @@ export class BlockManager {
     hits.length = 0;
     // Blocks entirely before the last token may come from the cache.
     const eligible = Math.floor((seq.numTokens - 1) / bs);
-    let hi = ROOT_HI;
-    let lo = ROOT_LO;
+    let hi = ROOT_HI ^ (seq.cacheSalt?.[0] ?? 0);
+    let lo = ROOT_LO ^ (seq.cacheSalt?.[1] ?? 0);
     let revived = 0;
     for (let i = 0; i < eligible; i++) {
       chainHash(hi, lo, seq.tokens, i * bs, bs, this.hash);

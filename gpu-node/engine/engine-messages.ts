@@ -1,11 +1,12 @@
 /** The messages between the host thread (engine.ts) and the engine thread (engine-thread.ts). */
+import type { ExecutionProvider } from "../runner/execution-provider.ts";
 import type { StreamEvent } from "../../shared/protocol.ts";
 import type { Phi3Config } from "../model/phi3-config.ts";
 import type { EngineStats, EngineSubmission } from "./llm-engine.ts";
 
 export interface EngineThreadOptions {
   modelDir: string;
-  ep?: "cpu" | "cuda";
+  ep?: ExecutionProvider;
   intraOpThreads?: number;
   numBlocks: number;
   blockSize: number;

@@ -5,7 +5,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { setImmediate as nextTurn } from "node:timers/promises";
-import { ModelRunner } from "../runner/model-runner.ts";
+import { loadRunner } from "../runner/load-runner.ts";
 import { phi4Tokenizer } from "../tokenizer/phi4-tokenizer.ts";
 import { LlmEngine } from "./llm-engine.ts";
 import type { StreamEvent } from "../../shared/protocol.ts";
@@ -26,27 +26,36 @@ function flush(): void {
 }
 
 async function main(): Promise<void> {
-  const runner = await ModelRunner.load({
+  const runner = await loadRunner({
     modelDir: options.modelDir,
-    ep: options.ep,
+    ep: options.ep ?? "cpu",
     intraOpThreads: options.intraOpThreads,
     numBlocks: options.numBlocks,
     blockSize: options.blockSize,
   });
   const engine = new LlmEngine(runner, phi4Tokenizer(), options, (id, event) => pending.push([id, event]));
 
-  port.on("message", (m: HostMessage) => {
+  // A step awaits onnxruntime between its runs, and messages are delivered in those gaps; a submit or
+  // abort applied then would change the batch under the step (an abort frees block tables the step's
+  // next run still reads). They wait for the step to end.
+  let stepping = false;
+  const deferred: HostMessage[] = [];
+  const apply = (m: HostMessage) => {
     switch (m.type) {
-      case "submit":
+      case "submit": {
+        const failed = (e: unknown) => pending.push([m.submission.id, {
+          type: "error", status: 500, errorType: "server_error", code: "engine_error", message: (e as Error).message, param: null,
+        }]);
         try {
-          engine.submit(m.submission, options.nodeName);
+          // A request with a grammar is admitted once it is compiled (XGrammar runs on this thread).
+          const admitted = engine.submit(m.submission, options.nodeName);
+          if (admitted) void admitted.catch(failed).finally(() => { flush(); wake?.(); });
         } catch (e) {
-          pending.push([m.submission.id, {
-            type: "error", status: 500, errorType: "server_error", code: "engine_error", message: (e as Error).message, param: null,
-          }]);
+          failed(e);
         }
         flush();
         break;
+      }
       case "abort":
         engine.abort(m.id);
         flush();
@@ -59,12 +68,22 @@ async function main(): Promise<void> {
         break;
     }
     wake?.();
+  };
+  port.on("message", (m: HostMessage) => {
+    if (stepping && (m.type === "submit" || m.type === "abort")) deferred.push(m);
+    else apply(m);
   });
   post({ type: "ready", config: runner.config, numBlocks: runner.numBlocks, blockSize: runner.blockSize, kvBytesPerBlock: runner.kvBytesPerBlock });
 
   while (!closing) {
     if (engine.hasWork) {
-      await engine.step();
+      stepping = true;
+      try {
+        await engine.step();
+      } finally {
+        stepping = false;
+      }
+      for (const m of deferred.splice(0)) apply(m);
       flush();
       await nextTurn(); // let submit/abort messages in between steps
     } else {

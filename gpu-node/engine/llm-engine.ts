@@ -11,7 +11,11 @@ import type { FinishReason } from "../../shared/openai-types.ts";
 import type { StreamEvent } from "../../shared/protocol.ts";
 import type { ChatRequest } from "../../shared/request-schema.ts";
 import type { RunnerOutput, StepRunner } from "../runner/step-runner.ts";
+import { GrammarCompiler } from "../grammar/grammar-compiler.ts";
+import { grammarSpecOf, type GrammarSpec } from "../grammar/grammar-spec.ts";
+import type { TokenConstraint } from "../grammar/token-constraint.ts";
 import { renderChat } from "../tokenizer/chat-format.ts";
+import { withToolsRendered } from "../tools/tool-prompt.ts";
 import type { Phi4Tokenizer } from "../tokenizer/phi4-tokenizer.ts";
 import { BlockManager } from "./block-manager.ts";
 import { requestSeed } from "./prng.ts";
@@ -32,6 +36,8 @@ export interface EngineConfig {
 export interface EngineSubmission {
   id: string;
   request: ChatRequest;
+  /** The job's prefix-cache salt (16 hex digits, shared/protocol.ts); absent: the unsalted cache. */
+  cacheSalt?: string;
   /** After a failover: tokens each choice already published, and which choices had finished. */
   resume?: { tokens: number[][]; finishReasons: Array<FinishReason | null> };
 }
@@ -66,6 +72,10 @@ export class LlmEngine {
   private readonly contextLimit: number;
   private readonly sampler: StepSampler;
   private readonly timings = new StepTimings();
+  /** Started on the first request with a grammar (preparing the vocabulary takes ~150 ms). */
+  private grammars: Promise<GrammarCompiler> | undefined;
+  /** Requests waiting for their grammar to compile → whether they were aborted meanwhile. */
+  private readonly compiling = new Map<string, boolean>();
 
   constructor(
     private readonly runner: StepRunner,
@@ -93,32 +103,95 @@ export class LlmEngine {
     return this.scheduler.hasWork;
   }
 
-  /** Accepts a request: tokenizes, checks the context, queues its choices, emits `start` (or `error`). */
-  submit(sub: EngineSubmission, nodeName: string): void {
+
+
+  /**
+   * Accepts a request: renders and tokenizes its prompt(s), checks the context, compiles its grammar
+   * (structured outputs, tool calls; resolves once compiled), queues its choices, emits `start` (or `error`).
+   */
+  submit(sub: EngineSubmission, nodeName: string): Promise<void> | void {
     const { id, request } = sub;
-    if (this.groups.has(id)) {
+    if (this.groups.has(id) || this.compiling.has(id)) {
       this.emit(id, errorEvent(ApiError.invalid(`request ${id} is already running`, null, "duplicate_request")));
       return;
     }
-    const promptIds = renderChat(this.tokenizer, request.messages).ids;
-    const room = this.contextLimit - promptIds.length;
+    // Tokenizing stops past the context window: a huge prompt is refused without tokenizing all of it.
+    const prompts = this.promptsOf(request);
+    const longest = Math.max(...prompts.map((p) => p.length));
+    const room = this.contextLimit - longest;
     if (room <= 0 || (request.maxTokens !== null && request.maxTokens > room)) {
       const asked = request.maxTokens ?? 0;
+      const param = request.prompts ? "prompt" : "messages";
+      const over = longest > this.contextLimit ? "more than " : "";
       this.emit(id, errorEvent(ApiError.invalid(
         `This model's maximum context length is ${this.contextLimit} tokens. However, you requested ` +
-          `${promptIds.length + asked} tokens (${promptIds.length} in the messages, ${asked} in the completion). ` +
-          "Please reduce the length of the messages or completion.",
-        "messages", "context_length_exceeded",
+          `${over}${longest + asked} tokens (${over ? `more than ${this.contextLimit}` : longest} in the ${request.prompts ? "prompt" : "messages"}, ${asked} in the completion). ` +
+          `Please reduce the length of the ${request.prompts ? "prompt" : "messages"} or completion.`,
+        param, "context_length_exceeded",
       )));
       return;
     }
+    const spec = grammarSpecOf(request);
+    if (spec === null) return this.admit(sub, nodeName, prompts, room, []);
+    this.compiling.set(id, false);
+    return this.constraintsFor(spec, prompts.length * request.n).then(
+      (constraints) => {
+        const aborted = this.compiling.get(id);
+        this.compiling.delete(id);
+        if (aborted) {
+          for (const c of constraints) c.dispose();
+          this.emit(id, { type: "done", finishReasons: [], usage: { promptTokens: 0, completionTokens: 0 }, cancelled: true });
+          return;
+        }
+        this.admit(sub, nodeName, prompts, room, constraints);
+      },
+      (err: Error) => {
+        this.compiling.delete(id);
+        const param = spec.kind === "json" ? "response_format" : "tools";
+        this.emit(id, errorEvent(ApiError.invalid(`Invalid schema in '${param}': ${err.message}`, param, "invalid_schema")));
+      },
+    );
+  }
+
+  /** Token ids of each prompt: the rendered chat (tools included), or a legacy completion's prompts. */
+  private promptsOf(request: ChatRequest): number[][] {
+    // Stop a little past the context window: a longer prompt is refused anyway (submit).
+    const limit = this.contextLimit;
+    if (request.prompts) return request.prompts.map((p) => (typeof p === "string" ? this.tokenizer.encodeInto(p, [], limit) : p));
+    const messages = withToolsRendered(request.messages, request.tools, request.toolChoice);
+    return [renderChat(this.tokenizer, messages, limit).ids];
+  }
+
+  /** One constraint per choice; the grammar compiler starts on the first request that needs it. */
+  private async constraintsFor(spec: GrammarSpec, choices: number): Promise<TokenConstraint[]> {
+    this.grammars ??= GrammarCompiler.create(this.tokenizer, this.runner.config.eosTokenIds);
+    const compiler = await this.grammars;
+    const compiled = await compiler.compile(spec);
+    const out: TokenConstraint[] = [];
+    for (let i = 0; i < choices; i++) out.push(await compiler.constraint(compiled));
+    return out;
+  }
+
+  private admit(sub: EngineSubmission, nodeName: string, prompts: number[][], room: number, constraints: TokenConstraint[]): void {
+    const { id, request } = sub;
     const seed = requestSeed(request.seed);
     const group = new RequestGroup(
-      id, request, seed, promptIds, request.maxTokens ?? room, this.tokenizer, this.runner.config.eosTokenIds,
-      sub.resume?.tokens, sub.resume?.finishReasons,
+      id, request, seed, prompts, request.maxTokens ?? room, this.tokenizer, this.runner.config.eosTokenIds,
+      sub.resume?.tokens, sub.resume?.finishReasons, constraints,
     );
     this.groups.set(id, group);
-    this.emit(id, { type: "start", promptTokens: promptIds.length, n: request.n, seed: seed.toString(), node: nodeName });
+    if (sub.cacheSalt !== undefined) {
+      const salt = [parseInt(sub.cacheSalt.slice(0, 8), 16) >>> 0, parseInt(sub.cacheSalt.slice(8, 16), 16) >>> 0] as const;
+      for (const seq of group.sequences) seq.cacheSalt = salt;
+    }
+    this.emit(id, { type: "start", promptTokens: group.promptTokens, n: group.choices.length, seed: seed.toString(), node: nodeName });
+    if (request.echo && !sub.resume) {
+      // Legacy `echo`: each choice's text starts with its prompt.
+      for (const seq of group.sequences) {
+        const prompt = request.prompts![Math.floor(seq.choiceIndex / request.n)];
+        this.emit(id, { type: "delta", index: seq.choiceIndex, text: typeof prompt === "string" ? prompt : this.tokenizer.decode(prompt), tokens: [] });
+      }
+    }
     for (const seq of group.sequences) {
       const choice = group.choices[seq.choiceIndex];
       if (choice.finishReason !== null) continue; // finished before the failover
@@ -133,6 +206,10 @@ export class LlmEngine {
 
   /** Stops a request now (client gone): frees its blocks, emits `done` with `cancelled`. */
   abort(id: string): boolean {
+    if (this.compiling.has(id)) {
+      this.compiling.set(id, true); // ends as cancelled once its grammar is compiled
+      return true;
+    }
     const group = this.groups.get(id);
     if (!group) return false;
     for (const seq of group.sequences) if (!seq.isFinished) this.scheduler.finish(seq);
@@ -216,12 +293,14 @@ export class LlmEngine {
     if (seq.choiceIndex === 0) return true;
     const group = this.groups.get(seq.requestId);
     if (!group) return true;
-    const first = group.choices[0];
-    return first.finishReason !== null || first.seq.numComputedTokens >= group.promptIds.length;
+    const first = group.choices[group.firstOfPrompt(seq.choiceIndex)];
+    if (first.seq === seq) return true;
+    return first.finishReason !== null || first.seq.numComputedTokens >= first.seq.promptLength;
   }
 
   private retire(group: RequestGroup, cancelled: boolean): void {
     this.groups.delete(group.id);
+    for (const c of group.choices) (c.sampling.constraint as TokenConstraint | null)?.dispose();
     this.emit(group.id, group.doneEvent(cancelled));
   }
 }

@@ -4,7 +4,8 @@
  * (output tokens). Sparse: the cost follows the bias entries and the distinct tokens seen, never the
  * vocabulary. A request's logit_bias object is compiled once (treat it as immutable).
  */
-import type { SamplingParams, TokenCounts } from "./sampler.ts";
+import type { SamplingParams } from "./sampler.ts";
+import type { TokenCounts } from "./token-counts.ts";
 
 interface CompiledBias { ids: Int32Array; values: Float32Array }
 const compiledBiases = new WeakMap<Record<number, number>, CompiledBias>();

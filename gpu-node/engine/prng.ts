@@ -19,7 +19,7 @@ const ROUNDS = 10;
 const TWO_POW_26 = 67_108_864;
 const TWO_POW_MINUS_53 = 1 / 9_007_199_254_740_992;
 
-/** Seeds are 0 ≤ s < 2^63 (PHI4.md). */
+/** Seeds are 0 ≤ s < 2^63 (docs/api.md). */
 export const SEED_LIMIT = 1n << 63n;
 
 /** High 32 bits of the 64-bit product of two uint32s, exactly, in doubles (each partial product < 2^53). */

@@ -25,6 +25,8 @@ export class Sequence {
   /** Of those, how many came from the prefix cache at the last allocation. */
   numCachedTokens = 0;
   finishReason: FinishReason | null = null;
+  /** The request's prefix-cache salt (block-manager.ts), set at submit. */
+  cacheSalt: readonly [number, number] | undefined = undefined;
   /** FCFS order; preemption picks the newest (largest). */
   readonly arrival = nextArrival++;
 

@@ -17,10 +17,11 @@ import { maskDisallowed, type LogitsConstraint } from "./logits-constraint.ts";
 import { applyBiasAndPenalties } from "./logit-adjustments.ts";
 import { LogitsPreselector, PRESELECT_K } from "./logits-preselector.ts";
 import { uniformFromWords } from "./prng.ts";
-import { drawsFromCandidates, Sampler, type SampleResult, type SamplingParams, type TokenCounts } from "./sampler.ts";
+import { drawsFromCandidates, Sampler, type SampleResult, type SamplingParams } from "./sampler.ts";
 import type { ScheduledRow } from "./scheduler.ts";
 import type { Sequence } from "./sequence.ts";
 import type { StepTimings } from "./step-timings.ts";
+import type { TokenCounts } from "./token-counts.ts";
 
 /** What sampling reads about one choice (one object per choice, reused every step). */
 export interface ChoiceSampling {
@@ -43,6 +44,8 @@ export class StepSampler {
   private readonly drawRows: number[] = [];
   /** Per step: whether each draw row reads the runner's candidates (1) or the preselector's (0). */
   private fromRunner = new Uint8Array(64);
+  /** A vocabulary-sized row for drawing from the runner's candidates (see drawFromRunnerCandidates). */
+  private candidateRow: Float32Array | null = null;
 
   constructor(
     private readonly vocabSize: number,
@@ -76,6 +79,7 @@ export class StepSampler {
     results.length = rows.length;
     drawRows.length = 0;
     if (this.fromRunner.length < rows.length) this.fromRunner = new Uint8Array(rows.length * 2);
+    if (output.candidates !== undefined) checkRunnerCandidates(output.candidates);
     const logits = output.logits ?? EMPTY;
     let rankable = 0;
     let logprobRows = 0;
@@ -101,8 +105,9 @@ export class StepSampler {
       const s = this.drawable(seq); // aborted while the preselector ran: skip
       if (s === undefined) continue;
       const u = uniformFromWords(s.seedLo, s.seedHi, seq.choiceIndex, seq.numOutputTokens);
-      const candidates = this.fromRunner[r] === 1 ? output.candidates! : preselected;
-      results[r] = this.sampler.draw(logits, r * V, s.params, u, candidates, r);
+      results[r] = this.fromRunner[r] === 1
+        ? this.drawFromRunnerCandidates(output.candidates!, r, s.params, u)
+        : this.sampler.draw(logits, r * V, s.params, u, preselected, r);
     }
     this.timings.samplingDone(started);
     return results;
@@ -120,6 +125,21 @@ export class StepSampler {
     return drawsFromCandidates(s.params, PRESELECT_K, this.vocabSize) && !adjustsLogits(s) ? LogitsNeed.Candidates : LogitsNeed.FullRow;
   }
 
+  /**
+   * A row drawn from the runner's candidates alone, never from its logits row (a device runner need not
+   * return it): the draw reads a row holding just the candidates (-Infinity elsewhere). The best k of
+   * that row are the best k of the real one, and logprobs take the runner's log-sum-exp, so the result
+   * is the one the full row gives.
+   */
+  private drawFromRunnerCandidates(c: PreselectedCandidates, r: number, params: SamplingParams, u: number): SampleResult {
+    const row = (this.candidateRow ??= new Float32Array(this.vocabSize).fill(-Infinity));
+    const base = r * c.k;
+    for (let i = 0; i < c.k; i++) row[c.ids[base + i]] = c.values[base + i];
+    const result = this.sampler.draw(row, 0, params, u, c, r, true);
+    for (let i = 0; i < c.k; i++) row[c.ids[base + i]] = -Infinity;
+    return result;
+  }
+
   private drawable(seq: Sequence): ChoiceSampling | undefined {
     if (seq.isFinished || seq.numComputedTokens < seq.numTokens) return undefined;
     return this.samplingOf(seq);
@@ -127,7 +147,9 @@ export class StepSampler {
 
   /** The one place a row's logits change before ranking: bias, penalties, then the constraint's mask. */
   private adjust(logits: Float32Array, offset: number, s: ChoiceSampling): void {
-    if (offset < 0 || offset + this.vocabSize > logits.length) throw new RangeError(`row at ${offset} lies outside the logits buffer`);
+    if (offset < 0 || offset + this.vocabSize > logits.length) {
+      throw new RangeError(`the runner returned no logits for the row at ${offset}, which needs its full row`);
+    }
     applyBiasAndPenalties(logits, offset, this.vocabSize, s.params, s.counts);
     if (s.constraint !== null) maskDisallowed(logits, offset, this.vocabSize, s.constraint.allowedTokens());
   }
@@ -156,6 +178,12 @@ export class StepSampler {
 }
 
 const EMPTY = new Float32Array(0);
+
+/** A runner's own candidates must cover every draw that reads them: k ≥ PRESELECT_K, with the log-sum-exp for logprobs. */
+function checkRunnerCandidates(c: PreselectedCandidates): void {
+  if (c.k < PRESELECT_K) throw new RangeError(`runner candidates: k is ${c.k}, at least ${PRESELECT_K} are needed`);
+  if (c.logSumExp === null) throw new RangeError("runner candidates: logSumExp is missing");
+}
 
 /** Whether anything changes the row's logits before ranking (then raw-logit candidates cannot stand in for it). */
 function adjustsLogits(s: ChoiceSampling): boolean {

@@ -156,7 +156,7 @@ export function phi3ConfigFromHf(hf: Json, generation: Json | null = null): { co
   const tiedEmbeddings = hf.tie_word_embeddings === true;
 
   // Stop ids: config.json and generation_config.json both may list them; Phi-4's vocabulary also
-  // stops on <|im_end|> and <|endoftext|> (PHI4.md) even where a file lists only one.
+  // stops on <|im_end|> and <|endoftext|> (docs/phi4-model.md) even where a file lists only one.
   const eos = new Set<number>([...ids(hf.eos_token_id), ...ids(generation?.eos_token_id)]);
   if (eos.size === 0 || vocabSize === PHI4_CONFIG.vocabSize) for (const id of PHI4_CONFIG.eosTokenIds) eos.add(id);
   for (const id of eos) {
@@ -192,4 +192,50 @@ function ids(v: unknown): number[] {
   if (Number.isSafeInteger(v) && (v as number) >= 0) return [v as number];
   if (Array.isArray(v)) return v.filter((x): x is number => Number.isSafeInteger(x) && x >= 0);
   return [];
+}
+
+/**
+ * The config.json Hugging Face transformers writes for a Phi3ForCausalLM with these numbers: the inverse
+ * of phi3ConfigFromHf, for writing checkpoints and other libraries' layouts of our models.
+ */
+export function hfConfigJson(config: Phi3Config, options: { tieWordEmbeddings?: boolean; torchDtype?: string } = {}): Json {
+  return {
+    architectures: ["Phi3ForCausalLM"],
+    attention_bias: false,
+    attention_dropout: 0.0,
+    bos_token_id: config.eosTokenIds[config.eosTokenIds.length - 1],
+    embd_pdrop: 0.0,
+    eos_token_id: config.eosTokenIds[0],
+    hidden_act: "silu",
+    hidden_size: config.hiddenSize,
+    initializer_range: 0.02,
+    intermediate_size: config.intermediateSize,
+    max_position_embeddings: config.contextLength,
+    model_type: "phi3",
+    num_attention_heads: config.numHeads,
+    num_hidden_layers: config.numLayers,
+    num_key_value_heads: config.numKvHeads,
+    original_max_position_embeddings: config.contextLength,
+    pad_token_id: config.padTokenId,
+    resid_pdrop: 0.0,
+    rms_norm_eps: config.rmsNormEps,
+    rope_scaling: null,
+    rope_theta: config.ropeTheta,
+    sliding_window: null,
+    tie_word_embeddings: options.tieWordEmbeddings ?? false,
+    torch_dtype: options.torchDtype ?? "bfloat16",
+    transformers_version: "4.47.0",
+    use_cache: true,
+    vocab_size: config.vocabSize,
+  };
+}
+
+/** generation_config.json: every stop id, the pad id, and bos as Phi-4 ships it (its last stop id). */
+export function hfGenerationConfigJson(config: Phi3Config): Json {
+  return {
+    _from_model_config: true,
+    bos_token_id: config.eosTokenIds[config.eosTokenIds.length - 1],
+    eos_token_id: [...config.eosTokenIds],
+    pad_token_id: config.padTokenId,
+  };
 }

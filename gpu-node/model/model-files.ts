@@ -7,17 +7,27 @@ import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Phi3Config } from "./phi3-config.ts";
 import { LAYOUT_VERSION, MODEL_DTYPES, type ModelDtype } from "./graph/phi3-decoder-graph.ts";
+import { DEVICE_DTYPES } from "./graph/device-decoder-graph.ts";
 
 export const MODEL_ONNX_FILE = "model.onnx";
 export const MODEL_DATA_FILE = "model.onnx.data";
 export const MODEL_CONFIG_FILE = "model-config.json";
 
+/**
+ * Which graph the directory holds: "host" (phi3-decoder-graph.ts: fp32 compute, the KV cache in host
+ * memory, any execution provider) or "device" (device-decoder-graph.ts: fp16 compute, the KV cache
+ * resident on a WebGPU device). A config without the field predates the device layout: "host".
+ */
+export type ModelLayout = "host" | "device";
+export const MODEL_LAYOUTS: readonly ModelLayout[] = ["host", "device"];
+
 export interface ModelConfigFile extends Phi3Config {
   layoutVersion: number;
+  layout?: ModelLayout;
   architecture: "Phi3ForCausalLM";
   dtype: ModelDtype;
-  /** Element type of the KV cache inputs/outputs; layout v1 always uses fp32. */
-  kvDtype: "fp32";
+  /** Element type of the KV cache: fp32 in the host layout, fp16 in the device layout. */
+  kvDtype: "fp32" | "fp16";
   /** Whether the weights live in model.onnx.data. */
   externalData: boolean;
 }
@@ -27,8 +37,9 @@ export interface ModelFiles {
   onnxPath: string;
   config: Phi3Config;
   dtype: ModelDtype;
-  kvDtype: "fp32";
+  kvDtype: "fp32" | "fp16";
   layoutVersion: number;
+  layout: ModelLayout;
 }
 
 export class ModelFilesError extends Error {
@@ -56,8 +67,8 @@ export async function readModelFiles(modelDir: string): Promise<ModelFiles> {
   if (file.externalData && !(await isFile(path.join(dir, MODEL_DATA_FILE)))) {
     throw new ModelFilesError(`model directory ${dir}: missing ${MODEL_DATA_FILE} (${MODEL_CONFIG_FILE} says externalData: true)`);
   }
-  const { layoutVersion, architecture: _a, dtype, kvDtype, externalData: _e, ...config } = file;
-  return { dir, onnxPath, config, dtype, kvDtype, layoutVersion };
+  const { layoutVersion, layout, architecture: _a, dtype, kvDtype, externalData: _e, ...config } = file;
+  return { dir, onnxPath, config, dtype, kvDtype, layoutVersion, layout: layout ?? "host" };
 }
 
 /** Checks every field the runner relies on; throws naming the file and field. */
@@ -69,8 +80,12 @@ export function parseModelConfig(raw: unknown, where = MODEL_CONFIG_FILE): Model
   };
   if (o.layoutVersion !== LAYOUT_VERSION) fail("layoutVersion", `is ${JSON.stringify(o.layoutVersion)}, this runner reads layout ${LAYOUT_VERSION} (rebuild the model)`);
   if (o.architecture !== "Phi3ForCausalLM") fail("architecture", `is ${JSON.stringify(o.architecture)}, expected "Phi3ForCausalLM"`);
-  if (!MODEL_DTYPES.includes(o.dtype as ModelDtype)) fail("dtype", `is ${JSON.stringify(o.dtype)}, expected one of ${MODEL_DTYPES.join(", ")}`);
-  if (o.kvDtype !== "fp32") fail("kvDtype", `is ${JSON.stringify(o.kvDtype)}, expected "fp32"`);
+  if (o.layout !== undefined && !MODEL_LAYOUTS.includes(o.layout as ModelLayout)) fail("layout", `is ${JSON.stringify(o.layout)}, expected one of ${MODEL_LAYOUTS.join(", ")}`);
+  const device = o.layout === "device";
+  const dtypes: readonly string[] = device ? DEVICE_DTYPES : MODEL_DTYPES;
+  if (!dtypes.includes(o.dtype as string)) fail("dtype", `is ${JSON.stringify(o.dtype)}, expected one of ${dtypes.join(", ")} for the ${device ? "device" : "host"} layout`);
+  const kvDtype = device ? "fp16" : "fp32";
+  if (o.kvDtype !== kvDtype) fail("kvDtype", `is ${JSON.stringify(o.kvDtype)}, expected "${kvDtype}" for the ${device ? "device" : "host"} layout`);
   if (typeof o.externalData !== "boolean") fail("externalData", "is missing or not a boolean");
   const numbers = ["vocabSize", "hiddenSize", "numLayers", "numHeads", "numKvHeads", "headDim", "intermediateSize", "rmsNormEps", "ropeTheta", "contextLength", "padTokenId"];
   for (const k of numbers) if (typeof o[k] !== "number" || !Number.isFinite(o[k])) fail(k, "is missing or not a number");

@@ -17,7 +17,7 @@ export interface Phi3Config {
   padTokenId: number;
 }
 
-/** microsoft/phi-4 (../shared/PHI4.md). */
+/** microsoft/phi-4 (docs/phi4-model.md). */
 export const PHI4_CONFIG: Phi3Config = {
   vocabSize: 100_352,
   hiddenSize: 5120,

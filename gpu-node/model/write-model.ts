@@ -5,68 +5,66 @@
  * Everything is written into a sibling temp directory and moved into place only at the end, so a failure
  * leaves no partial output.
  */
-import { mkdir, open, rename, rm, writeFile, readdir, stat, type FileHandle } from "node:fs/promises";
+import { mkdir, rename, rm, writeFile, readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Phi3Config } from "./phi3-config.ts";
 import type { WeightSource } from "./weights.ts";
-import { OnnxGraph, type DataTypeCode } from "./graph/onnx-graph.ts";
-import { LAYOUT_VERSION, buildPhi3DecoderGraph, weightBytes, type InitializerSink, type ModelDtype } from "./graph/phi3-decoder-graph.ts";
-import { MODEL_CONFIG_FILE, MODEL_DATA_FILE, MODEL_ONNX_FILE, validateArchitecture, type ModelConfigFile } from "./model-files.ts";
+import { OnnxGraph } from "./graph/onnx-graph.ts";
+import { LAYOUT_VERSION, buildPhi3DecoderGraph, weightBytes, type ModelDtype } from "./graph/phi3-decoder-graph.ts";
+import { DEVICE_DTYPES, buildDeviceDecoderGraph, deviceWeightBytes, type DeviceDtype } from "./graph/device-decoder-graph.ts";
+import { ExternalDataSink, inlineSink } from "./external-data.ts";
+import { MODEL_CONFIG_FILE, MODEL_DATA_FILE, MODEL_ONNX_FILE, validateArchitecture, type ModelConfigFile, type ModelLayout } from "./model-files.ts";
+
+function isDeviceDtype(d: ModelDtype): d is DeviceDtype {
+  return (DEVICE_DTYPES as readonly string[]).includes(d);
+}
 
 export interface WriteModelOptions {
   outDir: string;
   dtype: ModelDtype;
+  /** Which graph to write (model-files.ts); default "host". The device layout takes fp16 or int4. */
+  layout?: ModelLayout;
   /** Weights larger than this (bytes, in the target dtype) go to model.onnx.data. Default 512 MiB (protobuf's hard limit is 2 GiB). */
   inlineLimitBytes?: number;
 }
 
 const DEFAULT_INLINE_LIMIT = 512 * 1024 * 1024;
-/** Tensors smaller than this stay inline even in external-data mode. */
-const EXTERNAL_MIN_BYTES = 1024;
-/** Offsets in the data file are aligned so the runtime may map tensors directly. */
-const DATA_ALIGNMENT = 4096;
 
 export async function writeModel(config: Phi3Config, weights: WeightSource, options: WriteModelOptions): Promise<void> {
   validateArchitecture(config);
+  const layout = options.layout ?? "host";
+  const dtype = options.dtype;
+  if (layout === "device" && !isDeviceDtype(dtype)) throw new Error(`the device layout computes in fp16: --dtype must be one of ${DEVICE_DTYPES.join(", ")}, got ${dtype}`);
   const outDir = path.resolve(options.outDir);
   const tmpDir = `${outDir}.partial-${process.pid}-${Date.now()}`;
   await mkdir(tmpDir, { recursive: true });
-  let dataFile: FileHandle | undefined;
+  let dataSink: ExternalDataSink | undefined;
   try {
-    const external = weightBytes(config, options.dtype) > (options.inlineLimitBytes ?? DEFAULT_INLINE_LIMIT);
+    const bytes = layout === "device" && isDeviceDtype(dtype) ? deviceWeightBytes(config, dtype) : weightBytes(config, dtype);
+    const external = bytes > (options.inlineLimitBytes ?? DEFAULT_INLINE_LIMIT);
     const g = new OnnxGraph();
-    let offset = 0;
-    if (external) dataFile = await open(path.join(tmpDir, MODEL_DATA_FILE), "w");
-    const sink: InitializerSink = {
-      async add(name: string, type: DataTypeCode, dims: number[], bytes: Uint8Array) {
-        if (!dataFile || bytes.byteLength < EXTERNAL_MIN_BYTES) {
-          g.addInitializer(name, type, dims, bytes);
-          return;
-        }
-        offset = Math.ceil(offset / DATA_ALIGNMENT) * DATA_ALIGNMENT;
-        await dataFile.write(bytes, 0, bytes.byteLength, offset);
-        g.addExternalInitializer(name, type, dims, { location: MODEL_DATA_FILE, offset, length: bytes.byteLength });
-        offset += bytes.byteLength;
-      },
-    };
-    await buildPhi3DecoderGraph(g, config, options.dtype, weights, sink);
-    if (dataFile) {
-      await dataFile.close();
-      dataFile = undefined;
+    if (external) dataSink = await ExternalDataSink.create(g, tmpDir, MODEL_DATA_FILE);
+    const sink = dataSink ?? inlineSink(g);
+    if (layout === "device" && isDeviceDtype(dtype)) await buildDeviceDecoderGraph(g, config, dtype, weights, sink);
+    else await buildPhi3DecoderGraph(g, config, dtype, weights, sink);
+    if (dataSink) {
+      await dataSink.close();
+      dataSink = undefined;
     }
-    await writeFile(path.join(tmpDir, MODEL_ONNX_FILE), g.encode("phi3_decoder_paged_kv", `phi3 decoder, layout v${LAYOUT_VERSION}, ${options.dtype}`));
+    await writeFile(path.join(tmpDir, MODEL_ONNX_FILE), g.encode("phi3_decoder_paged_kv", `phi3 decoder, layout v${LAYOUT_VERSION} ${layout}, ${dtype}`));
     const fileConfig: ModelConfigFile = {
       layoutVersion: LAYOUT_VERSION,
+      layout,
       architecture: "Phi3ForCausalLM",
-      dtype: options.dtype,
-      kvDtype: "fp32",
+      dtype,
+      kvDtype: layout === "device" ? "fp16" : "fp32",
       externalData: external,
       ...config,
     };
     await writeFile(path.join(tmpDir, MODEL_CONFIG_FILE), JSON.stringify(fileConfig, null, 2) + "\n");
     await moveIntoPlace(tmpDir, outDir);
   } catch (err) {
-    if (dataFile) await dataFile.close().catch(() => {});
+    if (dataSink) await dataSink.close().catch(() => {});
     await rm(tmpDir, { recursive: true, force: true });
     throw err;
   }

@@ -100,6 +100,9 @@ export class ModelRunner implements StepRunner {
     if (!Number.isInteger(numBlocks) || numBlocks < 1) throw new Error(`numBlocks must be a positive integer, got ${numBlocks}`);
     if (!Number.isInteger(blockSize) || blockSize < 1) throw new Error(`blockSize must be a positive integer, got ${blockSize}`);
     const files = await readModelFiles(options.modelDir);
+    if (files.layout !== "host") {
+      throw new ModelFilesError(`${files.dir} holds the ${files.layout} layout (fp16, KV cache on a WebGPU device): serve it with ORT_EP=webgpu, or convert with --layout host for the ${options.ep ?? process.env.ORT_EP ?? "cpu"} provider`);
+    }
     const ep = options.ep ?? parseEp(process.env.ORT_EP);
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       executionProviders: [ep],

@@ -34,9 +34,13 @@ export interface PreselectedCandidates {
 }
 
 /**
- * What a forward pass hands the sampler. `logits` is [rows × vocab] row-major; `candidates`, when the
- * runner ranked on its device, covers every row (k ≥ 64, with logSumExp) and is read for rows it was
- * asked Candidates for. Rows asked FullRow must be present in `logits`.
+ * What a forward pass hands the sampler (StepSampler.sample).
+ * - `logits`: [rows × vocab] row-major, batch order. Rows asked FullRow must hold their logits; rows
+ *   asked Candidates or None may hold anything when `candidates` is given (the sampler never reads them).
+ *   The sampler writes bias, penalties and constraint masks into its rows.
+ * - `candidates`: the runner's own ranking of the RAW logits, row r at [r·k, r·k + k) in batch order,
+ *   with k ≥ PRESELECT_K (64) and `logSumExp` for every row; read only for rows asked Candidates.
+ *   Without it, the sampler ranks eligible rows itself (logits-preselector.ts).
  */
 export interface RunnerOutput {
   logits?: Float32Array;

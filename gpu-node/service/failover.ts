@@ -14,7 +14,8 @@
  *   (the Worker renders `start` as the role chunk, which a client must see once);
  * - a stream that already ends (`done`/`error`) needs no work: the job is settled as that event says.
  */
-import type { Redis } from "ioredis";
+import { choiceCount } from "../../shared/request-schema.ts";
+import type { RedisConnection } from "./redis-connection.ts";
 import type { FinishReason } from "../../shared/openai-types.ts";
 import { decodeStreamEvent, type StreamEvent } from "../../shared/protocol.ts";
 import type { EngineSubmission } from "../engine/llm-engine.ts";
@@ -36,7 +37,7 @@ export interface PublishedProgress {
 const PAGE = 1000;
 
 /** Reads a request's stream from the beginning (paged XRANGE). */
-export async function readPublished(redis: Redis, streamKey: string): Promise<PublishedProgress> {
+export async function readPublished(redis: RedisConnection, streamKey: string): Promise<PublishedProgress> {
   const progress: PublishedProgress = { entries: 0, start: null, tokens: [], finishReasons: [], end: null };
   let from = "-";
   for (;;) {
@@ -78,7 +79,7 @@ export function isResumption(progress: PublishedProgress): boolean {
 /** The engine submission that continues the stream where it stops. */
 export function resumeSubmission(id: string, request: EngineSubmission["request"], progress: PublishedProgress): EngineSubmission {
   if (progress.start === null) return { id, request };
-  const n = request.n;
+  const n = choiceCount(request);
   const tokens: number[][] = [];
   const finishReasons: Array<FinishReason | null> = [];
   for (let i = 0; i < n; i++) {

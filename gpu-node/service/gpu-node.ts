@@ -3,7 +3,6 @@
  * status server, wired together; and its shutdown: stop taking jobs, drain, hand back, close.
  */
 import { Worker } from "bullmq";
-import { Redis } from "ioredis";
 import { redisKeys } from "../../shared/redis-keys.ts";
 import { CANCEL_TTL_SECONDS } from "../../shared/redis-keys.ts";
 import { Engine } from "../engine/engine.ts";
@@ -16,9 +15,9 @@ import { NodeMetrics } from "./metrics.ts";
 import { startStatusServer, type StatusServer } from "./status-server.ts";
 import { StreamPublisher } from "./stream-publisher.ts";
 import { NodeHeartbeat } from "./node-heartbeat.ts";
+import { openRedisConnection } from "./redis-connection.ts";
+import { StepWatchdog } from "./step-watchdog.ts";
 
-/** A job may stall this many times (its node died) before BullMQ fails it for good. */
-export const MAX_STALLED_COUNT = 2;
 /** How long a blocked fetch waits for a job before it loops (bounds how long a close waits for it). */
 const FETCH_BLOCK_SECONDS = 2;
 const READY_PING_TIMEOUT_MS = 1000;
@@ -37,13 +36,15 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
   const metrics = new NodeMetrics(config.nodeName);
   let engine: Engine | null = null;
   let consumer: JobConsumer | null = null;
-  const commands = new Redis(config.redisUrl, { lazyConnect: true, connectionName: `${config.nodeName}:commands` });
+  let watchdog: StepWatchdog | null = null;
+  const commands = openRedisConnection(config.redis, { lazyConnect: true, connectionName: `${config.nodeName}:commands` });
   commands.on("error", (err: Error) => log.warn({ err: err.message }, "redis connection error"));
 
   // The status server comes up first: /health answers while the model loads.
   const status: StatusServer = await startStatusServer(config.metricsPort, {
     notReadyReason: async () => {
       if (!engine) return "model loading";
+      if (watchdog?.stallReason) return watchdog.stallReason;
       if (!consumer?.isTakingJobs) return "not taking jobs";
       const pong = await Promise.race([
         commands.ping().catch(() => null),
@@ -55,8 +56,8 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
       contentType: metrics.contentType,
       body: await metrics.render(engine ? await engine.stats() : null, consumer?.jobsHeld ?? 0),
     }),
-  });
-  log.info({ port: status.port }, "listening");
+  }, config.metricsHost);
+  log.info({ host: config.metricsHost, port: status.port }, "listening");
 
   await commands.connect();
   const started = performance.now();
@@ -76,7 +77,8 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
   const stopped = new Promise<number>((resolve) => (resolveStopped = resolve));
   let shuttingDown: Promise<number> | null = null;
 
-  const publisher = new StreamPublisher(commands, config.streamTtlSeconds, Math.max(config.streamTtlSeconds, CANCEL_TTL_SECONDS), (id, reason) => consumer?.lose(id, reason),
+  const liveTtlSeconds = Math.max(config.streamTtlSeconds, CANCEL_TTL_SECONDS);
+  const publisher = new StreamPublisher(commands, config.streamTtlSeconds, liveTtlSeconds, (id, reason) => consumer?.lose(id, reason),
     (wallMs, hostMs) => {
       metrics.streamPublish.observe(wallMs / 1000);
       metrics.streamPublishHost.inc(hostMs / 1000);
@@ -85,16 +87,18 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
   const gate = new AdmissionGate(engine, config.maxBatch);
   const cancels = await CancelListener.start(commands, keys, (id) => consumer?.cancel(id), log);
   // BullMQ's own connection: blocking fetches need maxRetriesPerRequest null.
-  const queueConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null, connectionName: `${config.nodeName}:queue` });
+  const queueConnection = openRedisConnection(config.redis, { maxRetriesPerRequest: null, connectionName: `${config.nodeName}:queue` });
   queueConnection.on("error", (err: Error) => log.warn({ err: err.message }, "redis queue connection error"));
   const worker = new Worker(keys.queue, null, {
     connection: queueConnection,
-    prefix: keys.prefix,
+    prefix: keys.queuePrefix,
     autorun: false,
     name: config.nodeName,
     lockDuration: config.lockDurationMs,
     stalledInterval: config.stalledIntervalMs,
-    maxStalledCount: MAX_STALLED_COUNT,
+    // BullMQ's own limit is only the backstop: the start count (job-consumer.ts) ends a crashing job
+    // first, with an error event in its stream, at the pickup after its last allowed start.
+    maxStalledCount: config.maxJobStarts,
     drainDelay: FETCH_BLOCK_SECONDS,
   });
   worker.on("error", (err: Error) => log.warn({ err: err.message }, "queue worker error"));
@@ -105,6 +109,7 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
   const shutdown = (reason: string, exitCode = 0, drainTimeoutMs = config.drainTimeoutMs): Promise<number> => {
     shuttingDown ??= (async () => {
       log.info({ reason, jobsHeld: consumer!.jobsHeld, drainTimeoutMs }, "draining");
+      watchdog?.stop();
       await heartbeat.stop();
       const { finished, handedBack } = await consumer!.drain(drainTimeoutMs);
       await consumer!.stop();
@@ -126,10 +131,18 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
     engine, worker, redis: commands, publisher, cancels, gate, metrics, log, keys,
     servedModelId: config.servedModelId,
     lockDurationMs: config.lockDurationMs,
+    liveTtlSeconds,
+    maxJobStarts: config.maxJobStarts,
+    jobExpirySeconds: config.jobExpirySeconds,
     onEngineFailure: (err) => void shutdown(`engine failed: ${err.message}`, 1, 0),
   });
   consumer.start();
   await heartbeat.start();
+  watchdog = new StepWatchdog(engine, config.stepWatchdogMs, () => consumer!.jobsHeld > 0, () => {
+    consumer!.abandon();
+    void heartbeat.stop();
+  }, log);
+  watchdog.start();
   log.info({ prefix: keys.prefix, maxBatch: config.maxBatch, kvCacheTokens: config.kvCacheTokens }, "ready");
 
   return {

@@ -15,24 +15,27 @@
  */
 import { randomUUID } from "node:crypto";
 import { UnrecoverableError, type Job, type Worker } from "bullmq";
-import type { Redis } from "ioredis";
+import type { RedisConnection } from "./redis-connection.ts";
 import { parseChatJob, type ChatJob, type StreamEvent } from "../../shared/protocol.ts";
+import { choiceCount } from "../../shared/request-schema.ts";
 import type { RedisKeys } from "../../shared/redis-keys.ts";
 import type { Engine } from "../engine/engine.ts";
 import type { AdmissionGate } from "./admission-gate.ts";
 import type { CancelListener } from "./cancel-listener.ts";
 import { readPublished, resumeSubmission, type PublishedProgress } from "./failover.ts";
-import { jobIdMismatchError, malformedJobError, unknownModelError, type ErrorEvent } from "./job-rejection.ts";
+import {
+  crashingJobError, expiredJobError, requestStateLostError, jobIdMismatchError, malformedJobError, unknownModelError, withoutPrompt, type ErrorEvent,
+} from "./job-rejection.ts";
 import type { Logger } from "./logger.ts";
 import type { NodeMetrics, RequestOutcome } from "./metrics.ts";
-import type { StreamPublisher } from "./stream-publisher.ts";
+import type { StreamPublisher, StreamTarget } from "./stream-publisher.ts";
 
 export interface JobConsumerDeps {
   engine: Engine;
   /** Created with no processor and `autorun: false`. */
   worker: Worker;
   /** Commands connection (stream reads). */
-  redis: Redis;
+  redis: RedisConnection;
   publisher: StreamPublisher;
   cancels: CancelListener;
   gate: AdmissionGate;
@@ -41,6 +44,12 @@ export interface JobConsumerDeps {
   keys: RedisKeys;
   servedModelId: string;
   lockDurationMs: number;
+  /** How long a live request's keys last without a write (the publisher's live TTL). */
+  liveTtlSeconds: number;
+  /** Engine starts a request gets (over all nodes) before it is failed as the likely cause of their crashes. */
+  maxJobStarts: number;
+  /** A job no node has started within this long is dropped when it is finally taken. */
+  jobExpirySeconds: number;
   /** The engine failed: the node cannot serve any more (main exits non-zero after a drain). */
   onEngineFailure: (err: Error) => void;
 }
@@ -57,9 +66,17 @@ interface HeldJob {
   pickedAt: number;
   state: HeldState;
   cancelRequested: boolean;
+  /** This pickup counted as one of the request's engine starts. */
+  countedStart: boolean;
   submitted: boolean;
   settled: Promise<void>;
 }
+
+/**
+ * A running request also reads its cancel key every this many deltas: the pub/sub message is the fast
+ * path, but one published while the subscriber reconnects is gone, and the key is not.
+ */
+export const CANCEL_POLL_DELTAS = 16;
 
 /** How long the fetch loop waits for a change before asking the engine again. */
 const GATE_RECHECK_MS = 50;
@@ -94,6 +111,17 @@ export class JobConsumer {
     if (!held || held.cancelRequested) return;
     held.cancelRequested = true;
     if (held.submitted && held.state === "running") this.deps.engine.abort(id);
+  }
+
+  /**
+   * The engine is stuck (step-watchdog.ts): stop renewing locks and taking jobs, so the held jobs lapse
+   * to other nodes, whose owner claim then fences off anything this node still writes.
+   */
+  abandon(): void {
+    this.stopping = true;
+    if (this.lockTimer) clearInterval(this.lockTimer);
+    this.lockTimer = null;
+    this.deps.gate.poke();
   }
 
   /** The publisher could not write this request's stream: another node owns it now. */
@@ -178,7 +206,7 @@ export class JobConsumer {
     const id = job.id!;
     const held: HeldJob = {
       id, job, token, sequences: 1, pickedAt: performance.now(), state: "running",
-      cancelRequested: false, submitted: false, settled: Promise.resolve(),
+      cancelRequested: false, countedStart: false, submitted: false, settled: Promise.resolve(),
     };
     this.held.set(id, held);
     held.settled = this.run(held)
@@ -193,7 +221,10 @@ export class JobConsumer {
   private async run(held: HeldJob): Promise<void> {
     const { keys, publisher, metrics, log } = this.deps;
     const { id, job } = held;
-    const target = { id, streamKey: keys.stream(id), lockKey: `${this.deps.worker.toKey(id)}:lock`, token: held.token };
+    const target = { id, streamKey: keys.stream(id), ownerKey: keys.owner(id), token: held.token };
+    // Claim the stream before reading it: a node that lost this job is refused from here on, so what
+    // the read sees is all it will ever have written (stream-publisher.ts).
+    await this.deps.redis.set(target.ownerKey, held.token, "EX", this.deps.liveTtlSeconds);
 
     let chat: ChatJob;
     try {
@@ -202,23 +233,33 @@ export class JobConsumer {
       return this.reject(held, target, malformedJobError(err), 0);
     }
     if (chat.id !== id) return this.reject(held, target, jobIdMismatchError(id, chat.id), 0);
-    held.sequences = chat.request.n;
+    const choices = choiceCount(chat.request);
+    held.sequences = choices;
     metrics.queueWait.observe(Math.max(0, Date.now() - chat.enqueuedAt) / 1000);
 
     const [published, cancelRaised] = await Promise.all([readPublished(this.deps.redis, target.streamKey), this.deps.cancels.isRaised(id)]);
     if (published.end !== null) return this.settleEnded(held, published.end);
+    const waitedSeconds = (Date.now() - chat.enqueuedAt) / 1000;
+    if (published.entries === 0 && waitedSeconds > this.deps.jobExpirySeconds) return this.reject(held, target, expiredJobError(waitedSeconds), 0);
     const modelError = unknownModelError(chat.request.model, this.deps.servedModelId);
     if (modelError) return this.reject(held, target, modelError, published.entries);
     publisher.open(target, published.entries);
-    if (cancelRaised || held.cancelRequested) return this.endCancelledUnstarted(held, chat.request.n, published);
+    if (cancelRaised || held.cancelRequested) return this.endCancelledUnstarted(held, choices, published);
+
+    // Count the start before the engine sees the job: a job that takes its node down (the engine thread
+    // fails, or the process dies) comes back, and after maxJobStarts it is ended instead of run again.
+    // A drain's hand-back gives its start back (handBack).
+    const [[, starts]] = (await this.deps.redis.multi().incr(keys.starts(id)).expire(keys.starts(id), this.deps.liveTtlSeconds).exec())! as [[Error | null, number]];
+    if (starts > this.deps.maxJobStarts) return this.reject(held, target, crashingJobError(starts - 1), published.entries);
+    held.countedStart = true;
 
     const resumed = published.start !== null;
     if (resumed) metrics.resumed.inc();
-    log.info({ jobId: id, n: chat.request.n, resumedEntries: published.entries, attempt: job.attemptsStarted }, resumed ? "job resumed" : "job started");
+    log.info({ jobId: id, n: choices, resumedEntries: published.entries, attempt: job.attemptsStarted }, resumed ? "job resumed" : "job started");
 
     let events: AsyncIterable<StreamEvent>;
     try {
-      events = this.deps.engine.submit(resumeSubmission(id, chat.request, published));
+      events = this.deps.engine.submit({ ...resumeSubmission(id, chat.request, published), cacheSalt: chat.cacheSalt });
     } catch (err) {
       return this.engineFailed(held, err as Error);
     }
@@ -226,12 +267,13 @@ export class JobConsumer {
     // A cancel or a drain that came while this job was being read: stop it at the engine's next step.
     if (held.cancelRequested || held.state !== "running") this.deps.engine.abort(id);
 
-    const end = await this.relay(held, events, chat.request.n, resumed);
+    const end = await this.relay(held, events, choices, resumed);
     if (end?.type === "error" && end.code === "engine_failed") return this.engineFailed(held, new Error(end.message));
 
     const written = await publisher.settled(id);
     if (held.state === "handing_back") return this.handBack(held);
     if (held.state === "lost" || written === "lost") {
+      if (await this.vanished(target)) return this.endVanished(held, target);
       metrics.requests.inc({ outcome: "lost" });
       return;
     }
@@ -248,11 +290,40 @@ export class JobConsumer {
     }
   }
 
+  /**
+   * Lost, and nobody else owns it: neither its owner key nor its stream exists. Redis lost its state
+   * (restarted without persistence, failed over to an empty replica), and with it the queued job.
+   */
+  private async vanished(target: StreamTarget): Promise<boolean> {
+    try {
+      return (await this.deps.redis.exists(target.ownerKey)) === 0 && (await this.deps.redis.exists(target.streamKey)) === 0;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Ends a request whose Redis state vanished with an `error` in a fresh stream, so a reader blocked
+   * on it (its cursor is older than any new entry id) sees the end instead of waiting for ever.
+   */
+  private async endVanished(held: HeldJob, target: StreamTarget): Promise<void> {
+    const { publisher, metrics, log } = this.deps;
+    const claimed = await this.deps.redis.set(target.ownerKey, held.token, "EX", this.deps.liveTtlSeconds, "NX").catch(() => null);
+    if (claimed === "OK") {
+      publisher.open(target, 0);
+      publisher.append(held.id, requestStateLostError());
+      await publisher.settled(held.id);
+    }
+    metrics.requests.inc({ outcome: "lost" });
+    log.warn({ jobId: held.id }, "the request's state vanished from Redis; ended its stream with an error");
+  }
+
   /** Engine events → the stream and the metrics. Returns the final event, or null if none came. */
   private async relay(held: HeldJob, events: AsyncIterable<StreamEvent>, n: number, resumed: boolean): Promise<StreamEvent & { type: "done" | "error" } | null> {
     const { publisher, metrics, gate } = this.deps;
     const lastTokenAt = new Float64Array(n);
     let firstToken = true;
+    let deltas = 0;
     for await (const event of events) {
       gate.poke(); // an engine step happened: room may have opened
       if (held.state !== "running") {
@@ -265,6 +336,7 @@ export class JobConsumer {
           metrics.promptTokens.inc(event.promptTokens);
           break;
         case "delta": {
+          if (++deltas % CANCEL_POLL_DELTAS === 0 && !held.cancelRequested) void this.pollCancel(held.id);
           const count = event.tokens.length;
           if (count > 0) {
             const now = performance.now();
@@ -287,6 +359,14 @@ export class JobConsumer {
       if (event.type === "done" || event.type === "error") return event;
     }
     return null;
+  }
+
+  private async pollCancel(id: string): Promise<void> {
+    try {
+      if (await this.deps.cancels.isRaised(id)) this.cancel(id);
+    } catch {
+      // Redis away: the next poll (or the pub/sub message) tells.
+    }
   }
 
   /**
@@ -324,6 +404,8 @@ export class JobConsumer {
   }
 
   private async failForGood(held: HeldJob, event: ErrorEvent): Promise<void> {
+    // Failed jobs are kept for inspection; the prompt is not (job-rejection.ts).
+    await held.job.updateData(withoutPrompt(held.job.data)).catch((err: Error) => this.deps.log.warn({ jobId: held.id, err: err.message }, "removing a failed job's prompt failed"));
     await held.job.moveToFailed(new UnrecoverableError(`${event.code ?? event.errorType}: ${event.message}`), held.token, false);
     this.deps.metrics.requests.inc({ outcome: "rejected" });
   }
@@ -340,7 +422,9 @@ export class JobConsumer {
     }
   }
 
-  private async handBack(held: HeldJob): Promise<void> {
+  private async handBack(held: HeldJob, engineFailed = false): Promise<void> {
+    // A drain is no fault of the job's: its start does not count against it.
+    if (held.countedStart && !engineFailed) await this.deps.redis.decr(this.deps.keys.starts(held.id)).catch(() => undefined);
     await held.job.moveToWait(held.token);
     this.deps.metrics.requests.inc({ outcome: "handed_back" });
     this.deps.log.info({ jobId: held.id }, "job handed back to the queue");
@@ -350,7 +434,7 @@ export class JobConsumer {
     this.deps.log.fatal({ jobId: held.id, err: err.message }, "engine failed");
     if (held.state === "running") held.state = "handing_back";
     await this.deps.publisher.settled(held.id).catch(() => "lost");
-    await this.handBack(held).catch(() => undefined);
+    await this.handBack(held, true).catch(() => undefined);
     this.deps.onEngineFailure(err);
   }
 

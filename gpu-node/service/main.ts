@@ -5,7 +5,7 @@
  * held jobs to BullMQ's stalled-job check.
  */
 import { ConfigError, parseNodeConfig, type NodeConfig } from "./config.ts";
-import { startGpuNode } from "./gpu-node.ts";
+import { startGpuNode, type GpuNode } from "./gpu-node.ts";
 import { createLogger } from "./logger.ts";
 import { resolveModelDir } from "./model-dir.ts";
 
@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   let built = false;
   try {
     config = parseNodeConfig(process.env);
-    ({ dir: modelDir, built } = await resolveModelDir(config.modelDir));
+    ({ dir: modelDir, built } = await resolveModelDir(config.modelDir, config.ep));
   } catch (err) {
     if (err instanceof ConfigError) die(err.message, 2);
     throw err;
@@ -28,18 +28,24 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel, config.nodeName);
   if (built) log.info({ modelDir }, "built the tiny model (first start)");
 
-  const node = await startGpuNode(config, modelDir, log);
+  // Handlers go in before the node starts: it announces itself and takes jobs before startGpuNode returns,
+  // and a signal in that window must drain it, not kill it. A signal during startup drains once it is up.
+  let node: GpuNode | undefined;
+  let pending: NodeJS.Signals | undefined;
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     if (++signals > 1) {
       log.warn({ signal }, "second signal: exiting without drain");
       process.exit(1);
     }
-    void node.shutdown(signal).then((code) => process.exit(code));
+    if (node) void node.shutdown(signal).then((code) => process.exit(code));
+    else pending = signal;
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+  node = await startGpuNode(config, modelDir, log);
   void node.stopped.then((code) => process.exit(code));
+  if (pending) void node.shutdown(pending).then((code) => process.exit(code));
 }
 
 main().catch((err: Error) => die(err.message, 1));

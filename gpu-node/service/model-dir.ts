@@ -1,18 +1,12 @@
 /**
  * Which model directory the node serves. MODEL_DIR names one (it must hold a model); without it the
- * node serves the seeded tiny model under models/tiny, writing it with the project's builder on first
- * start (a second or two), so `npm run gpu-node` works on a fresh checkout.
+ * node serves the seeded tiny model under models/tiny, writing it on first start (a second or two), so
+ * `npm run gpu-node` works on a fresh checkout.
  */
-import { access } from "node:fs/promises";
-import path from "node:path";
-import { MODEL_CONFIG_FILE, readModelFiles } from "../model/model-files.ts";
-import { RandomWeights } from "../model/random-weights.ts";
-import { writeModel } from "../model/write-model.ts";
-import { tinyConfig } from "../model/cli/tiny-model.ts";
-import { ConfigError, DEFAULT_MODEL_DIR } from "./config.ts";
-
-/** The tiny model's seed: the same bytes on every machine. */
-export const DEFAULT_TINY_SEED = 0;
+import { readModelFiles } from "../model/model-files.ts";
+import { ensureTinyModel, TINY_DEVICE_MODEL_DIR, TINY_MODEL_DIR } from "../model/tiny-model.ts";
+import type { ExecutionProvider } from "../runner/execution-provider.ts";
+import { ConfigError } from "./config.ts";
 
 export interface ModelDirChoice {
   dir: string;
@@ -20,7 +14,11 @@ export interface ModelDirChoice {
   built: boolean;
 }
 
-export async function resolveModelDir(configured: string | null): Promise<ModelDirChoice> {
+/**
+ * `ep` picks the tiny model's layout when none is configured: ORT_EP=webgpu serves the device layout
+ * (fp16, under models/tiny-device), the other providers the host layout (fp32, under models/tiny).
+ */
+export async function resolveModelDir(configured: string | null, ep: ExecutionProvider = "cpu"): Promise<ModelDirChoice> {
   if (configured !== null) {
     try {
       await readModelFiles(configured);
@@ -29,19 +27,6 @@ export async function resolveModelDir(configured: string | null): Promise<ModelD
     }
     return { dir: configured, built: false };
   }
-  if (await exists(path.join(DEFAULT_MODEL_DIR, MODEL_CONFIG_FILE))) return { dir: DEFAULT_MODEL_DIR, built: false };
-  const weights = new RandomWeights(tinyConfig(), DEFAULT_TINY_SEED);
-  // writeModel moves a finished temp directory into place, so two nodes starting at once cannot see half a model.
-  await writeModel(tinyConfig(), weights, { outDir: DEFAULT_MODEL_DIR, dtype: "fp32" });
-  await weights.close();
-  return { dir: DEFAULT_MODEL_DIR, built: true };
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
-  }
+  if (ep === "webgpu") return { dir: TINY_DEVICE_MODEL_DIR, built: await ensureTinyModel(TINY_DEVICE_MODEL_DIR, { dtype: "fp16", layout: "device" }) };
+  return { dir: TINY_MODEL_DIR, built: await ensureTinyModel(TINY_MODEL_DIR) };
 }

@@ -2,7 +2,7 @@
  * Announces this node as alive in the Redis node registry every NODE_HEARTBEAT_MS while it takes jobs,
  * and withdraws at shutdown. The Worker refuses new requests (503) only when no node is announced.
  */
-import type { Redis } from "ioredis";
+import type { RedisConnection } from "./redis-connection.ts";
 import { HEARTBEAT_SCRIPT, NODE_HEARTBEAT_MS } from "../../shared/node-registry.ts";
 import type { Logger } from "./logger.ts";
 
@@ -10,7 +10,7 @@ export class NodeHeartbeat {
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisConnection,
     private readonly registryKey: string,
     private readonly nodeName: string,
     private readonly log: Logger,

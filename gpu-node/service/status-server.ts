@@ -17,7 +17,8 @@ export interface StatusServer {
   close(): Promise<void>;
 }
 
-export async function startStatusServer(port: number, source: StatusSource): Promise<StatusServer> {
+/** `host`: the address to listen on (METRICS_HOST; loopback unless an operator opens it up). */
+export async function startStatusServer(port: number, source: StatusSource, host = "127.0.0.1"): Promise<StatusServer> {
   const server = http.createServer((req, res) => {
     void answer(req.url ?? "/", source).then(({ status, contentType, body }) => {
       res.writeHead(status, { "content-type": contentType, "cache-control": "no-store" });
@@ -27,7 +28,7 @@ export async function startStatusServer(port: number, source: StatusSource): Pro
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, "0.0.0.0", () => resolve());
+    server.listen(port, host, () => resolve());
   });
   return {
     port: (server.address() as AddressInfo).port,

@@ -2,43 +2,62 @@
  * Appends each request's events to its Redis Stream: one entry per event (the contract's encoding),
  * all the events of one engine step in one pipeline.
  *
- * Why a script instead of bare XADDs: each write is fenced twice. It appends only while the job's BullMQ
- * lock still holds this node's token, so a node that lost its job (paused past its lock, partitioned, or
- * handing the job back) never adds entries behind the node that took the job over; and only if the
+ * Why a script instead of bare XADDs: each write is fenced twice. It appends only while the request's
+ * owner key (shared/redis-keys.ts) still holds this node's job token, and a node that takes the job over
+ * sets its own token there before it reads the stream, so a node that lost its job (paused past its
+ * lock, partitioned) never adds entries behind its successor; and only if the
  * stream is exactly as long as this node believes, so a write that failed in transit (a reconnect) can
  * never be followed by one that succeeds and leaves a gap. Either refusal marks the request `lost`:
  * nothing more is written for it here, and the stream stays a gap-free, duplicate-free prefix of the
  * request's events for whichever node resumes it.
  *
  * Batching: one script call per step carries every request written in it (each still fenced on its
- * own). Engine events reach the host thread one message per step and are handed to the consumers in
+ * own); on a Redis Cluster, one call per request (a script's keys must share a hash slot, and
+ * different requests' keys almost never do; the calls still leave together, pipelined). Engine events reach the host thread one message per step and are handed to the consumers in
  * microtasks; the flush runs on the next macrotask (setImmediate), after all of them.
  */
-import type { Redis } from "ioredis";
+import { MAX_STREAM_ENTRIES } from "../../shared/limits.ts";
 import { encodeStreamEvent, type StreamEvent } from "../../shared/protocol.ts";
+import { isCluster, type RedisConnection } from "./redis-connection.ts";
+
+/** What ends a stream that reached its length budget (the edge caps requests well below it). */
+const STREAM_BUDGET_ERROR = encodeStreamEvent({
+  type: "error", status: 500, errorType: "server_error", code: "stream_budget_exceeded", param: null,
+  message: "The completion's output passed its stream length budget and was stopped.",
+});
 
 /**
- * One call per step for every stream written in it. KEYS: lock, stream for each request. ARGV, for each
- * request in order: token, ttl seconds, expected length before this write, field count, then the fields
- * (4 per entry). Returns per request: entries added; -1 without the lock; -2 when the stream is not the
- * expected length (nothing is written for that request, the others are unaffected).
+ * One call per step for every stream written in it. KEYS: owner, stream for each request. ARGV: the
+ * stream length budget (entries), the finished TTL, the 4 fields of the budget's error event; then for
+ * each request in order: token, ttl seconds, expected length before this write, field count, then the
+ * fields (4 per entry). Returns per request: entries added; -1 when another node owns it; -2 when the
+ * stream is not the expected length (nothing is written for that request, the others are unaffected);
+ * -3 when these entries would pass the length budget (the stream ends with the budget's error event
+ * instead).
  */
 const APPEND_FENCED = `
 local results = {}
-local a = 1
+local budget = tonumber(ARGV[1])
+local a = 7
 for t = 1, #KEYS / 2 do
-  local lock, stream = KEYS[2 * t - 1], KEYS[2 * t]
+  local owner, stream = KEYS[2 * t - 1], KEYS[2 * t]
   local count = tonumber(ARGV[a + 3])
   local first = a + 4
-  if redis.call("GET", lock) ~= ARGV[a] then
+  local length = redis.call("XLEN", stream)
+  if redis.call("GET", owner) ~= ARGV[a] then
     results[t] = -1
-  elseif redis.call("XLEN", stream) ~= tonumber(ARGV[a + 2]) then
+  elseif length ~= tonumber(ARGV[a + 2]) then
     results[t] = -2
+  elseif length + count / 4 > budget then
+    redis.call("XADD", stream, "*", ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+    redis.call("EXPIRE", stream, ARGV[2])
+    results[t] = -3
   else
     for i = first, first + count - 1, 4 do
       redis.call("XADD", stream, "*", ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
     end
     redis.call("EXPIRE", stream, ARGV[a + 1])
+    redis.call("EXPIRE", owner, ARGV[a + 1])
     results[t] = count / 4
   end
   a = first + count
@@ -46,16 +65,16 @@ end
 return results
 `;
 
-type FencedRedis = Redis & {
+type FencedRedis = RedisConnection & {
   appendFencedEvents(numKeys: number, ...keysThenArgs: Array<string | number>): Promise<number[]>;
 };
 
-/** Where one request's events go, and the job lock that entitles this node to write there. */
+/** Where one request's events go, and the owner key whose token entitles this node to write there. */
 export interface StreamTarget {
   id: string;
   streamKey: string;
-  /** BullMQ's lock key of the job (`<prefix>:chat:<id>:lock`). */
-  lockKey: string;
+  /** The request's owner key (`keys.owner(id)`), which holds `token` while this node owns the job. */
+  ownerKey: string;
   token: string;
 }
 
@@ -97,15 +116,17 @@ export class StreamPublisher {
   private readonly counters: PublisherStats = { flushes: 0, entries: 0, busyMs: 0, hostMs: 0 };
 
   constructor(
-    redis: Redis,
+    redis: RedisConnection,
     /** Stream lifetime after its `done`/`error`. */
     private readonly finishedTtlSeconds: number,
     /** Stream lifetime while it is being written (refreshed by every write): covers a job waiting for a failover. */
     private readonly liveTtlSeconds: number,
-    /** Called once when a request's writes are refused (lock lost, stream not as expected) or fail. */
+    /** Called once when a request's writes are refused (another node owns it, stream not as expected, budget spent) or fail. */
     private readonly onLost: (id: string, reason: string) => void,
     /** Called after each step's call is answered: its wall time (send → reply), host-thread time, entries. */
     private readonly onFlushed: (wallMs: number, hostMs: number, entries: number) => void = () => {},
+    /** A stream's length budget: entries past it are refused and the stream ends with an error event. */
+    private readonly maxEntries: number = MAX_STREAM_ENTRIES,
   ) {
     if (!("appendFencedEvents" in redis)) redis.defineCommand("appendFencedEvents", { lua: APPEND_FENCED });
     this.redis = redis as FencedRedis;
@@ -164,37 +185,43 @@ export class StreamPublisher {
     if (batch.size === 0) return;
     this.pending = new Map();
     const started = performance.now();
-    const keys: string[] = [];
-    const args: Array<string | number> = [];
+    // One call for all on a single Redis; on a cluster, one per request (its keys share a slot).
+    const calls = new Map<string, { ids: string[]; keys: string[]; args: Array<string | number> }>();
+    const cluster = isCluster(this.redis);
     let entries = 0;
-    for (const writes of batch.values()) {
+    for (const [id, writes] of batch) {
       const { target } = writes;
-      keys.push(target.lockKey, target.streamKey);
-      args.push(target.token, writes.final ? this.finishedTtlSeconds : this.liveTtlSeconds, writes.lengthBefore, writes.fields.length);
-      for (const f of writes.fields) args.push(f);
+      const group = cluster ? id : "";
+      let call = calls.get(group);
+      if (!call) calls.set(group, (call = { ids: [], keys: [], args: [this.maxEntries, this.finishedTtlSeconds, ...STREAM_BUDGET_ERROR] }));
+      call.ids.push(id);
+      call.keys.push(target.ownerKey, target.streamKey);
+      call.args.push(target.token, writes.final ? this.finishedTtlSeconds : this.liveTtlSeconds, writes.lengthBefore, writes.fields.length);
+      for (const f of writes.fields) call.args.push(f);
       entries += writes.fields.length / 4;
     }
-    const replies: Promise<Array<number | Error>> = this.redis.appendFencedEvents(keys.length, ...keys, ...args).then(
-      (r) => r,
-      (err: Error) => keys.map(() => err),
-    );
-    let hostMs = this.encodeMs + (performance.now() - started);
+    let hostMs = this.encodeMs;
     this.counters.flushes++;
     this.counters.entries += entries;
-    let index = 0;
-    for (const id of batch.keys()) {
-      const state = this.targets.get(id);
-      const at = index++;
-      if (!state) continue;
-      state.last = replies.then((r) => {
-        const t0 = performance.now();
-        try {
-          return this.outcome(id, state, r[at]);
-        } finally {
-          hostMs += performance.now() - t0;
-        }
+    for (const { ids, keys, args } of calls.values()) {
+      const replies: Promise<Array<number | Error>> = this.redis.appendFencedEvents(keys.length, ...keys, ...args).then(
+        (r) => r,
+        (err: Error) => ids.map(() => err),
+      );
+      ids.forEach((id, at) => {
+        const state = this.targets.get(id);
+        if (!state) return;
+        state.last = replies.then((r) => {
+          const t0 = performance.now();
+          try {
+            return this.outcome(id, state, r[at]);
+          } finally {
+            hostMs += performance.now() - t0;
+          }
+        });
       });
     }
+    hostMs += performance.now() - started;
     void Promise.all([...batch.keys()].map((id) => this.targets.get(id)?.last)).then(() => {
       const wallMs = performance.now() - started;
       this.counters.busyMs += wallMs;
@@ -207,7 +234,10 @@ export class StreamPublisher {
     if (state.lost) return "lost";
     if (typeof added !== "number" || added < 0) {
       state.lost = true;
-      const reason = added instanceof Error ? `stream write failed: ${added.message}` : added === -1 ? "job lock lost" : "stream is not where this node left it";
+      const reason = added instanceof Error ? `stream write failed: ${added.message}`
+        : added === -1 ? "another node owns the job"
+        : added === -3 ? `stream length budget (${this.maxEntries} entries) exceeded; the stream ended with an error`
+        : "stream is not where this node left it";
       this.onLost(id, reason);
       return "lost";
     }

@@ -35,10 +35,15 @@ export class BytePairEncoder {
     return this.tokenBytes.length;
   }
 
-  /** Encodes text with no special tokens: every character is ordinary text. */
-  encode(text: string, out: number[] = []): number[] {
+  /**
+   * Encodes text with no special tokens: every character is ordinary text. With `limit`, stops once
+   * `out` holds more than `limit` ids: a caller that only needs to know "too long" never pays for
+   * tokenizing the rest of a huge text.
+   */
+  encode(text: string, out: number[] = [], limit = Infinity): number[] {
     const utf8 = new TextEncoder();
     for (const match of text.matchAll(this.pattern)) {
+      if (out.length > limit) break;
       const piece = latin1(utf8.encode(match[0]));
       const whole = this.ranks.get(piece);
       if (whole !== undefined) {

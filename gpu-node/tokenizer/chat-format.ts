@@ -1,5 +1,5 @@
 /**
- * Phi-4's chat format (PHI4.md): one block per message,
+ * Phi-4's chat format (docs/chat-format.md): one block per message,
  *   <|im_start|>{role}<|im_sep|>{content}<|im_end|>
  * and the prompt ends with an open assistant header. Role and content are encoded as ordinary text
  * (so special-token strings in content stay text); the control tokens are inserted by id.
@@ -14,21 +14,29 @@ export interface RenderedPrompt {
   ids: number[];
 }
 
-export function renderChat(tokenizer: Phi4Tokenizer, messages: ReadonlyArray<ChatMessage>): RenderedPrompt {
+/**
+ * With `maxTokens`, rendering stops soon after the prompt passes it (the ids then hold more than
+ * `maxTokens` but not the whole prompt, and `text` is cut too): refusing a prompt far past the context
+ * window costs about one context window of tokenizing, not the whole text.
+ */
+export function renderChat(tokenizer: Phi4Tokenizer, messages: ReadonlyArray<ChatMessage>, maxTokens = Infinity): RenderedPrompt {
   const ids: number[] = [];
   let text = "";
   const block = (role: string, content: string | null) => {
     ids.push(IM_START);
-    tokenizer.encodeInto(role, ids);
+    tokenizer.encodeInto(role, ids, maxTokens);
     ids.push(IM_SEP);
     text += `<|im_start|>${role}<|im_sep|>`;
     if (content !== null) {
-      tokenizer.encodeInto(content, ids);
+      tokenizer.encodeInto(content, ids, maxTokens);
       ids.push(IM_END);
       text += `${content}<|im_end|>`;
     }
   };
-  for (const m of messages) block(m.role, m.content);
+  for (const m of messages) {
+    if (ids.length > maxTokens) return { text, ids };
+    block(m.role, m.content);
+  }
   block("assistant", null);
   return { text, ids };
 }

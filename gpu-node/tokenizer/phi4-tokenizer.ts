@@ -1,5 +1,5 @@
 /**
- * The exact Phi-4 tokenizer: cl100k_base BPE plus Phi-4's special tokens (PHI4.md).
+ * The exact Phi-4 tokenizer: cl100k_base BPE plus Phi-4's special tokens (docs/tokenizer.md).
  * Text from users is always encoded as ordinary text: a "<|im_end|>" typed in a message is BPE'd like
  * any other characters, never turned into a control token. Control tokens enter only by id.
  */
@@ -28,8 +28,8 @@ export class Phi4Tokenizer {
   }
 
   /** Appends the ids of `text` to `out` (avoids concatenating arrays while rendering a chat). */
-  encodeInto(text: string, out: number[]): number[] {
-    return this.bpe.encode(text, out);
+  encodeInto(text: string, out: number[], limit?: number): number[] {
+    return this.bpe.encode(text, out, limit);
   }
 
   /** Id of a special token by its text, e.g. "<|im_end|>". */

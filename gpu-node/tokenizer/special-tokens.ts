@@ -1,4 +1,4 @@
-/** Phi-4's special tokens (../shared/PHI4.md): cl100k_base's five plus Phi-4's own, 100256…100351. */
+/** Phi-4's special tokens (docs/tokenizer.md): cl100k_base's five plus Phi-4's own, 100256…100351. */
 
 export const ENDOFTEXT = 100_257;
 export const IM_START = 100_264;

@@ -42,6 +42,22 @@ describe("queue protocol", () => {
     expect(() => parseChatJob({ ...good, id: "bad id with spaces" })).toThrow(/id/);
   });
 
+  it.each([
+    ["n", (j: ChatJob) => { j.request.n = 1000; }, /request\.n/],
+    ["maxTokens", (j: ChatJob) => { j.request.maxTokens = 10_000_000; }, /request\.maxTokens/],
+    ["topLogprobs", (j: ChatJob) => { j.request.topLogprobs = 500; }, /request\.topLogprobs/],
+    ["messages", (j: ChatJob) => { j.request.messages = Array.from({ length: 5000 }, () => ({ role: "user" as const, content: "x" })); }, /request\.messages/],
+    ["content", (j: ChatJob) => { j.request.messages = [{ role: "user", content: "x".repeat(2_000_000) }]; }, /request\.messages/],
+    ["stop", (j: ChatJob) => { j.request.stop = ["a", "b", "c", "d", "e"]; }, /request\.stop/],
+    ["logitBias", (j: ChatJob) => { j.request.logitBias = Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [String(i), 1])); }, /request\.logitBias/],
+    ["seed", (j: ChatJob) => { j.request.seed = "99999999999999999999"; }, /request\.seed/],
+    ["temperature", (j: ChatJob) => { j.request.temperature = 50; }, /request\.temperature/],
+  ])("re-checks the edge's upper bounds on a job (%s)", (_, spoil, message) => {
+    const j = JSON.parse(JSON.stringify(job())) as ChatJob;
+    spoil(j);
+    expect(() => parseChatJob(j)).toThrow(message);
+  });
+
   it("makes unique completion ids in OpenAI's style", () => {
     const ids = new Set(Array.from({ length: 1000 }, newCompletionId));
     expect(ids.size).toBe(1000);
@@ -66,7 +82,7 @@ describe("pricing", () => {
 describe("Redis keys", () => {
   it("puts every key under one prefix", () => {
     const k = redisKeys("tenant1");
-    for (const key of [k.stream("a"), k.cancel("a"), k.meta("a"), k.cancelChannel, k.rateWindow("h", "rpm", 5), k.concurrency("h")]) {
+    for (const key of [k.stream("a"), k.cancel("a"), k.meta("a"), k.owner("a"), k.starts("a"), k.cancelChannel, k.rateWindow("h", "rpm", 5), k.concurrency("h")]) {
       expect(key.startsWith("tenant1:")).toBe(true);
     }
     expect(new Set([k.stream("a"), k.cancel("a"), k.meta("a")]).size).toBe(3);

@@ -45,12 +45,12 @@ describe("request schema: every parameter's bounds", () => {
     });
   }
 
-  it("applies PHI4.md's defaults", () => {
+  it("applies the defaults of docs/api.md", () => {
     const r = accepts(base);
     expect(r).toMatchObject({
       temperature: 1, topP: 1, minP: 0, topK: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1,
       seed: null, stop: [], n: 1, logprobs: false, topLogprobs: 0, stream: false, includeUsage: false, maxTokens: null,
-      toolChoice: "auto",
+      toolChoice: "none", tools: [], responseFormat: { type: "text" }, prompts: null, echo: false,
     });
   });
 
@@ -73,8 +73,14 @@ describe("request schema: every parameter's bounds", () => {
     rejects({ ...base, stop: ["ok", 3] }, "stop");
   });
 
-  it("takes tool_choice none or auto only", () => {
-    expect(accepts({ ...base, tool_choice: "none" }).toolChoice).toBe("none");
+  it("takes tool_choice none, auto, required or a named function in 'tools'", () => {
+    const tools = [{ type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } } }];
+    expect(accepts({ ...base, tools }).toolChoice).toBe("auto");
+    expect(accepts({ ...base, tools, tool_choice: "none" }).toolChoice).toBe("none");
+    expect(accepts({ ...base, tools, tool_choice: "required" }).toolChoice).toBe("required");
+    expect(accepts({ ...base, tools, tool_choice: { type: "function", function: { name: "get_weather" } } }).toolChoice).toEqual({ name: "get_weather" });
+    rejects({ ...base, tools, tool_choice: { type: "function", function: { name: "get_time" } } }, "tool_choice.function.name");
+    rejects({ ...base, tools, tool_choice: "always" }, "tool_choice");
     rejects({ ...base, tool_choice: "required" }, "tool_choice");
     rejects({ ...base, tool_choice: { type: "function" } }, "tool_choice");
   });
@@ -141,13 +147,13 @@ describe("request schema: message rules", () => {
   });
 
   it("requires at least one user message", () => {
-    rejects(msgs({ role: "system", content: "a" }, { role: "tool", content: "b" }), "messages");
+    rejects(msgs({ role: "system", content: "a" }, { role: "tool", content: "b", tool_call_id: "c" }), "messages");
   });
 
   it("requires the last message to be user or tool", () => {
     rejects(msgs({ role: "user", content: "a" }, { role: "assistant", content: "b" }), "messages[1].role");
     rejects(msgs({ role: "user", content: "a" }, { role: "system", content: "b" }), "messages[1].role");
-    accepts(msgs({ role: "user", content: "a" }, { role: "tool", content: "b" }));
+    accepts(msgs({ role: "user", content: "a" }, { role: "tool", content: "b", tool_call_id: "c" }));
   });
 
   it("joins text parts and rejects non-text parts", () => {

@@ -4,7 +4,7 @@
  */
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { metric, startStack, type Stack } from "./stack-under-test.ts";
+import { metric, startStack, type Stack } from "../../stack/stack-process.ts";
 
 let stack: Stack;
 let client: OpenAI;

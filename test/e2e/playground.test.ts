@@ -13,7 +13,7 @@ import { promisify } from "node:util";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { estimatedCost } from "../../shared/pricing.ts";
-import { metric, startStack, type Stack } from "./stack-under-test.ts";
+import { metric, startStack, type Stack } from "../../stack/stack-process.ts";
 
 const run = promisify(execFile);
 const CHROMIUM = "/usr/bin/chromium";

@@ -91,11 +91,11 @@ describe("enqueued job options", () => {
     const responding = edge.chat(hello());
     let raw: string[] = [];
     for (let i = 0; i < 200 && raw.length === 0; i++) {
-      raw = await edge.redis.lrange(`${edge.prefix}:chat:wait`, 0, -1);
+      raw = await edge.redis.lrange(`${edge.keys.queuePrefix}:chat:wait`, 0, -1);
       if (raw.length === 0) await new Promise((r) => setTimeout(r, 10));
     }
     const id = raw[0];
-    const opts = JSON.parse((await edge.redis.hget(`${edge.prefix}:chat:${id}`, "opts"))!);
+    const opts = JSON.parse((await edge.redis.hget(`${edge.keys.queuePrefix}:chat:${id}`, "opts"))!);
     expect(opts).toMatchObject({ attempts: 3, backoff: { type: "exponential", delay: 1000 } });
     expect(opts.removeOnComplete ?? opts.rc).toBeTruthy();
     const job = await edge.nextJob();

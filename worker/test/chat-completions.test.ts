@@ -153,14 +153,14 @@ describe("POST /v1/chat/completions, streaming", () => {
 describe("a job BullMQ gave up on", () => {
   /** What BullMQ leaves behind after the last failed attempt: the job id in the failed set. */
   async function markFailed(id: string) {
-    await edge.redis.multi().lrem(`${edge.prefix}:chat:wait`, 0, id).zadd(`${edge.prefix}:chat:failed`, Date.now(), id).exec();
+    await edge.redis.multi().lrem(`${edge.keys.queuePrefix}:chat:wait`, 0, id).zadd(`${edge.keys.queuePrefix}:chat:failed`, Date.now(), id).exec();
   }
 
   it("ends a waiting non-streaming request with a 500 job_failed instead of waiting forever", async () => {
     const responding = edge.chat(hello(), undefined, undefined, { SSE_KEEPALIVE_MS: "100" });
     let id: string | undefined;
     for (let i = 0; i < 200 && !id; i++) {
-      id = (await edge.redis.lrange(`${edge.prefix}:chat:wait`, 0, 0))[0];
+      id = (await edge.redis.lrange(`${edge.keys.queuePrefix}:chat:wait`, 0, 0))[0];
       if (!id) await new Promise((r) => setTimeout(r, 10));
     }
     await markFailed(id!);

@@ -8,7 +8,8 @@ import { Queue } from "bullmq";
 import Redis from "ioredis";
 import { createParser, type EventSourceMessage } from "eventsource-parser";
 import { encodeStreamEvent, type ChatJob, type StreamEvent } from "../../shared/protocol.ts";
-import { redisKeys, type RedisKeys } from "../../shared/redis-keys.ts";
+import { keyPatterns, redisKeys, type RedisKeys } from "../../shared/redis-keys.ts";
+import { sha256Hex } from "../api-key.ts";
 import { app } from "../app.ts";
 import type { WorkerEnv } from "../env.ts";
 
@@ -29,11 +30,11 @@ export class EdgeHarness {
     this.prefix = `phi4test-${name}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
     this.keys = redisKeys(this.prefix);
     this.redis = new Redis("redis://127.0.0.1:6379", { commandTimeout: 5000, maxRetriesPerRequest: 1 });
-    this.queue = new Queue(this.keys.queue, { connection: this.redis, prefix: this.prefix, skipVersionCheck: true });
+    this.queue = new Queue(this.keys.queue, { connection: this.redis, prefix: this.keys.queuePrefix, skipVersionCheck: true });
   }
 
   env(extra: Partial<WorkerEnv> = {}): WorkerEnv {
-    return { ...(env as unknown as WorkerEnv), REDIS_PREFIX: this.prefix, SSE_HOLD_MS: "3000", SSE_KEEPALIVE_MS: "10000", ...this.overrides, ...extra };
+    return { ...(env as unknown as WorkerEnv), REDIS_PREFIX: this.prefix, SSE_HOLD_MS: "3000", SSE_KEEPALIVE_MS: "10000", RESUME_GRACE_MS: "300", ...this.overrides, ...extra };
   }
 
   /** One request through the app, with this file's prefix; waitUntil work is awaited at close(). */
@@ -65,19 +66,27 @@ export class EdgeHarness {
     }, extraEnv);
   }
 
-  /** The node's view: the next job waiting in the queue (polls until one arrives). */
+  /**
+   * The node's view: the next job waiting in the queue (polls until one arrives), taken the way a node
+   * takes it: off BullMQ's wait list onto its active list, so the Worker sees a running job.
+   */
   async nextJob(timeoutMs = 5000): Promise<ChatJob> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const jobs = await this.queue.getJobs(["waiting"], 0, 0, true);
       if (jobs.length > 0) {
         const job = jobs[0];
-        await job.remove(); // taken: the next call sees the next one
+        await this.redis.multi().lrem(`${this.keys.queuePrefix}:chat:wait`, 0, job.id!).lpush(`${this.keys.queuePrefix}:chat:active`, job.id!).exec();
         return job.data as ChatJob;
       }
       await new Promise((r) => setTimeout(r, 10));
     }
     throw new Error("no job was enqueued");
+  }
+
+  /** The development key's hash: what its rate limits and concurrency slots are keyed by. */
+  devKeyHash(): Promise<string> {
+    return sha256Hex(DEV_KEY);
   }
 
   async waitingJobs(): Promise<number> {
@@ -100,12 +109,14 @@ export class EdgeHarness {
 
   async close(): Promise<void> {
     await this.settle();
-    let cursor = "0";
-    do {
-      const [next, found] = await this.redis.scan(cursor, "MATCH", `${this.prefix}:*`, "COUNT", 1000);
-      if (found.length) await this.redis.del(...found);
-      cursor = next;
-    } while (cursor !== "0");
+    for (const pattern of keyPatterns(this.prefix)) {
+      let cursor = "0";
+      do {
+        const [next, found] = await this.redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+        if (found.length) await this.redis.del(...found);
+        cursor = next;
+      } while (cursor !== "0");
+    }
     await this.queue.close();
     await this.redis.quit();
   }

@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import Redis from "ioredis";
 import type { ChatCompletionChunk } from "../../shared/openai-types.ts";
+import { STALLED_WRITE_MS } from "../../shared/limits.ts";
 import { STREAM_TTL_SECONDS } from "../../shared/redis-keys.ts";
 import { answer, DEV_KEY, EdgeHarness, hello, readSSE, readSSEThenDisconnect } from "./harness.ts";
 
@@ -49,6 +50,24 @@ describe("client disconnect", () => {
     expect(await edge.redis.exists(edge.keys.cancel(job.id))).toBe(0);
   });
 });
+
+  it("raises the cancel when the client stops taking the stream without cancelling it", async () => {
+    // workerd's way of reporting a response write to a vanished client: the body is no longer read, but
+    // neither cancelled nor is request.signal raised. The relay's writes back up; one that waits
+    // STALLED_WRITE_MS counts as the disconnect (then the grace period, then the cancel).
+    const responding = edge.chat(hello({ stream: true }));
+    const job = await edge.nextJob();
+    await edge.publish(job.id, { type: "start", promptTokens: 3, n: 1, seed: "1", node: "t" }, { type: "delta", index: 0, text: "one", tokens: [1] });
+    const body = (await responding).body!.getReader();
+    expect((await body.read()).done).toBe(false);
+    // The node goes on; nobody reads the body any more (and nothing cancels it).
+    for (let i = 0; i < 20; i++) await edge.publish(job.id, { type: "delta", index: 0, text: ` ${i}`, tokens: [10 + i] });
+    const deadline = Date.now() + STALLED_WRITE_MS + 10_000;
+    while (Date.now() < deadline && await edge.redis.exists(edge.keys.cancel(job.id)) === 0) await new Promise((r) => setTimeout(r, 50));
+    expect(await edge.redis.exists(edge.keys.cancel(job.id))).toBe(1);
+    expect(await edge.redis.exists(`${edge.keys.meta(job.id)}:readers`)).toBe(0);
+    await body.cancel();
+  });
 
 describe("GET /v1/chat/completions/{id}/events with Last-Event-ID", () => {
   it("resumes after the last event the client saw: no gap, no duplicate", async () => {
@@ -113,6 +132,73 @@ describe("GET /v1/chat/completions/{id}/events with Last-Event-ID", () => {
     await edge.publish(job.id, ...answer(["mine"]));
     await readSSE(await responding);
     expect((await resume(job.id, null, other)).status).toBe(404);
-    expect((await resume(job.id, null)).status).toBe(200);
+    const mine = await resume(job.id, null);
+    expect(mine.status).toBe(200);
+    expect((await readSSE(mine)).events.at(-1)!.data).toBe("[DONE]");
+  });
+});
+
+describe("a disconnect's grace period (RESUME_GRACE_MS)", () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it("does not cancel a generation resumed within the grace period: the resume reads it to its end", async () => {
+    const responding = edge.chat(hello({ stream: true }), DEV_KEY, "/v1/chat/completions", { RESUME_GRACE_MS: "3000" });
+    const job = await edge.nextJob();
+    const events = answer(["a", "b", "c", "d"]);
+    await edge.publish(job.id, ...events.slice(0, 3)); // start, a, b
+    const first = await readSSEThenDisconnect(await responding, 3);
+    await sleep(300); // the client reconnects a moment later
+    const resumed = resume(job.id, first.events.at(-1)!.id!);
+    await edge.publish(job.id, ...events.slice(3)); // the node goes on: c, d, done
+    const second = await readSSE(await resumed);
+    expect([...first.events, ...second.events].map((e) => contentOf(e.data)).join("")).toBe("abcd[DONE]");
+    await edge.settle();
+    expect(await edge.redis.exists(edge.keys.cancel(job.id))).toBe(0);
+    // The resumed relay saw the end and gave the generation's concurrency slot back.
+    expect(await edge.redis.zcard(edge.keys.concurrency(await edge.devKeyHash()))).toBe(0);
+  });
+
+  it("raises the cancel only once the grace period has passed with no reader", async () => {
+    const responding = edge.chat(hello({ stream: true }), DEV_KEY, "/v1/chat/completions", { RESUME_GRACE_MS: "1500" });
+    const job = await edge.nextJob();
+    await edge.publish(job.id, { type: "start", promptTokens: 3, n: 1, seed: "1", node: "t" }, { type: "delta", index: 0, text: "one", tokens: [1] });
+    await readSSEThenDisconnect(await responding, 2);
+    await sleep(500);
+    expect(await edge.redis.exists(edge.keys.cancel(job.id))).toBe(0);
+    await edge.settle();
+    expect(await edge.redis.exists(edge.keys.cancel(job.id))).toBe(1);
+    expect(await edge.redis.zcard(edge.keys.concurrency(await edge.devKeyHash()))).toBe(0);
+  });
+});
+
+describe("POST /v1/chat/completions/{id}/cancel", () => {
+  it("stops the owner's generation at once; 404 for another key or an unknown id", async () => {
+    const cancels = await listenForCancels();
+    const responding = edge.chat(hello({ stream: true }));
+    const job = await edge.nextJob();
+    await edge.publish(job.id, { type: "start", promptTokens: 3, n: 1, seed: "1", node: "t" }, { type: "delta", index: 0, text: "one", tokens: [1] });
+    const response = await responding;
+    const reading = readSSE(response);
+    const post = (id: string, key = DEV_KEY) => edge.fetch(`/v1/chat/completions/${id}/cancel`, { method: "POST", headers: { authorization: `Bearer ${key}` } });
+
+    const { env } = await import("cloudflare:test");
+    const { sha256Hex } = await import("../api-key.ts");
+    const other = "sk-phi4-cancel-stranger";
+    await env.API_KEYS.put(await sha256Hex(other), JSON.stringify({ name: "stranger", created: new Date().toISOString(), disabled: false }));
+    expect((await post(job.id, other)).status).toBe(404);
+    expect((await post("chatcmpl-nosuchthing")).status).toBe(404);
+    expect(await edge.redis.exists(edge.keys.cancel(job.id))).toBe(0);
+
+    const cancelled = await post(job.id);
+    expect(cancelled.status).toBe(200);
+    expect(await cancelled.json()).toEqual({ id: job.id, object: "chat.completion.cancellation", cancelled: true });
+    expect(await edge.redis.exists(edge.keys.cancel(job.id))).toBe(1);
+    for (let i = 0; i < 100 && !cancels.heard.includes(job.id); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(cancels.heard).toContain(job.id);
+    await cancels.stop();
+    // The node ends the stream; the reader sees a normal end.
+    await edge.publish(job.id, { type: "done", finishReasons: ["stop"], usage: { promptTokens: 3, completionTokens: 1 }, cancelled: true });
+    expect((await reading).events.at(-1)!.data).toBe("[DONE]");
+    expect(await (await post(job.id)).json()).toMatchObject({ cancelled: false });
   });
 });

@@ -4,6 +4,7 @@ import { isErrorBody } from "../../shared/errors.ts";
 import { MAX_BODY_BYTES } from "../../shared/limits.ts";
 import type { ModelList } from "../../shared/openai-types.ts";
 import { sha256Hex, type ApiKeyRecord } from "../api-key.ts";
+import { EXAMPLE_DEV_API_KEYS } from "../development-key.ts";
 import { DEV_KEY, EdgeHarness, hello } from "./harness.ts";
 
 const edge = new EdgeHarness("routes");
@@ -88,6 +89,24 @@ describe("authentication", () => {
   it("does not accept the development key when DEV_API_KEY is unset", async () => {
     await expectOpenAIError(await edge.fetch("/v1/models", { headers: auth }, { DEV_API_KEY: undefined }), 401, "invalid_api_key");
   });
+
+  it("accepts DEV_API_KEY only under local development, and never the example value", async () => {
+    // Deployed (no LOCAL_DEVELOPMENT): a DEV_API_KEY that reached production opens nothing.
+    await expectOpenAIError(await edge.fetch("/v1/models", { headers: auth }, { LOCAL_DEVELOPMENT: undefined }), 401, "invalid_api_key");
+    await expectOpenAIError(await edge.fetch("/v1/models", { headers: auth }, { LOCAL_DEVELOPMENT: "1" }), 401, "invalid_api_key");
+    for (const example of EXAMPLE_DEV_API_KEYS) {
+      const response = await edge.fetch("/v1/models", { headers: { authorization: `Bearer ${example}` } }, { DEV_API_KEY: example });
+      await expectOpenAIError(response, 401, "invalid_api_key");
+    }
+    expect((await edge.fetch("/v1/models", { headers: auth })).status).toBe(200);
+  });
+
+  it("does not fall back to a loopback Redis in production when REDIS_URL is missing", async () => {
+    const local = await edge.fetch("/health", {}, { REDIS_URL: undefined, HEALTH_CACHE_MS: "0" });
+    expect(local.status).toBe(200); // local development: the loopback default
+    const deployed = await edge.fetch("/health", {}, { REDIS_URL: undefined, LOCAL_DEVELOPMENT: undefined, HEALTH_CACHE_MS: "0" });
+    await expectOpenAIError(deployed, 503, "queue_unavailable");
+  });
 });
 
 describe("request checks before anything is queued", () => {
@@ -97,6 +116,20 @@ describe("request checks before anything is queued", () => {
     const huge = JSON.stringify(hello({ messages: [{ role: "user", content: "x".repeat(MAX_BODY_BYTES) }] }));
     await expectOpenAIError(await edge.chat(huge), 413, "request_too_large");
     expect(await edge.waitingJobs()).toBe(0);
+  });
+
+  it("counts a body sent without Content-Length and answers 413 past the limit", async () => {
+    const chunk = new TextEncoder().encode("x".repeat(64 * 1024));
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent > MAX_BODY_BYTES) return controller.close();
+        sent += chunk.byteLength;
+        controller.enqueue(chunk);
+      },
+    });
+    const response = await edge.fetch("/v1/chat/completions", { method: "POST", headers: { ...auth, "content-type": "application/json" }, body, duplex: "half" } as RequestInit);
+    await expectOpenAIError(response, 413, "request_too_large");
   });
 
   it("answers an unknown model with 404 model_not_found naming 'model'", async () => {

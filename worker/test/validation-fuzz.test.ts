@@ -1,21 +1,12 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { isErrorBody } from "../../shared/errors.ts";
+import { seededUniform } from "../../shared/seeded-uniform.ts";
 import { EdgeHarness, hello } from "./harness.ts";
 
 const edge = new EdgeHarness("fuzz");
 afterAll(() => edge.close());
 
-/** Deterministic PRNG (mulberry32), so a failing case can be replayed from its index. */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Values outside every accepted range or type of each parameter (PHI4.md). */
+/** Values outside every accepted range or type of each parameter (docs/api.md). */
 const badValues: Record<string, unknown[]> = {
   temperature: [-0.01, 2.01, 100, "1", true, [], {}],
   top_p: [0, -0.5, 1.0001, "0.9", false],
@@ -76,7 +67,7 @@ function cases(): Array<{ what: string; body: string }> {
   out.push({ what: "stream_options without stream", body: JSON.stringify(hello({ stream_options: { include_usage: true } })) });
   out.push({ what: "top_logprobs without logprobs", body: JSON.stringify(hello({ top_logprobs: 3 })) });
   // Random combinations: one or more bad parameters on an otherwise valid request.
-  const random = prng(20261122);
+  const random = seededUniform(20261122);
   const params = Object.keys(badValues);
   while (out.length < 260) {
     const body: Record<string, unknown> = hello();

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { BlockManager } from "../block-manager.ts";
 import { Sequence } from "../sequence.ts";
+import { auditBlocks } from "./block-audit.ts";
 
 const seq = (tokens: number[], choice = 0) => new Sequence("req", choice, tokens);
 const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
@@ -19,7 +20,7 @@ describe("BlockManager: allocation", () => {
     expect(a.blockTable).toHaveLength(3);
     expect(a.numCachedTokens).toBe(0);
     expect(bm.stats()).toMatchObject({ total: 8, used: 3, free: 5 });
-    bm.audit([a]);
+    auditBlocks(bm, [a]);
   });
 
   it("refuses, changing nothing, when the free blocks do not suffice", () => {
@@ -30,7 +31,7 @@ describe("BlockManager: allocation", () => {
     expect(bm.allocate(b)).toBe(false);
     expect(b.blockTable).toEqual([]);
     expect(bm.stats().free).toBe(1);
-    bm.audit([a, b]);
+    auditBlocks(bm, [a, b]);
   });
 
   it("grows a decoding sequence one block at a time, only when its last block is full", () => {
@@ -52,7 +53,7 @@ describe("BlockManager: allocation", () => {
     expect(bm.ensureCapacity(a, a.numTokens)).toBe(false);
     expect(a.blockTable).toHaveLength(2);
     expect(bm.ensureCapacity(a, 8)).toBe(true); // still fits what it has
-    bm.audit([a, other]);
+    auditBlocks(bm, [a, other]);
   });
 });
 
@@ -70,7 +71,7 @@ describe("BlockManager: prefix cache", () => {
     expect(b.blockTable[2]).not.toBe(a.blockTable[2]);
     expect(bm.stats()).toMatchObject({ used: 4, cachedHits: 8, queriedTokens: 23 });
     expect(bm.stats().hitRate).toBeCloseTo(8 / 23);
-    bm.audit([a, b]);
+    auditBlocks(bm, [a, b]);
   });
 
   it("never covers the last token: an identical prompt still computes its last block", () => {
@@ -82,7 +83,7 @@ describe("BlockManager: prefix cache", () => {
     bm.allocate(b);
     expect(b.numCachedTokens).toBe(8);
     expect(b.blockTable[2]).not.toBe(a.blockTable[2]);
-    bm.audit([a, b]);
+    auditBlocks(bm, [a, b]);
   });
 
   it("a hit needs the same whole prefix, not just the same block of tokens", () => {
@@ -107,7 +108,7 @@ describe("BlockManager: prefix cache", () => {
     const b = seq(range(0, 12));
     bm.allocate(b);
     expect(b.numCachedTokens).toBe(4);
-    bm.audit([a, early, b]);
+    auditBlocks(bm, [a, early, b]);
   });
 
   it("hits a freed sequence's blocks until they are reused", () => {
@@ -123,7 +124,7 @@ describe("BlockManager: prefix cache", () => {
     expect(b.numCachedTokens).toBe(8);
     expect(b.blockTable.slice(0, 2)).toEqual(aBlocks.slice(0, 2));
     expect(bm.stats().used).toBe(3);
-    bm.audit([b]);
+    auditBlocks(bm, [b]);
   });
 
   it("evicts the least recently freed blocks first, and a freed prefix outlives its tail", () => {
@@ -156,7 +157,7 @@ describe("BlockManager: prefix cache", () => {
     bm.free(filler);
     bm.allocate(lateA);
     expect(lateA.numCachedTokens).toBe(2); // a's second block was reused by filler: only the first hits
-    bm.audit([againD, lateA]);
+    auditBlocks(bm, [againD, lateA]);
   });
 
   it("a revived block is not also handed out as a fresh one", () => {
@@ -168,7 +169,7 @@ describe("BlockManager: prefix cache", () => {
     const b = seq(range(0, 5));
     expect(bm.allocate(b)).toBe(true);
     expect(new Set(b.blockTable).size).toBe(3);
-    bm.audit([b]);
+    auditBlocks(bm, [b]);
   });
 });
 
@@ -224,11 +225,11 @@ describe("BlockManager: invariants under random workloads", () => {
           bm.free(s);
           expect(s.blockTable).toEqual([]);
         }
-        bm.audit(live);
+        auditBlocks(bm, live);
       }
       expect(hits).toBeGreaterThan(0);
       for (const s of live) bm.free(s);
-      bm.audit([]);
+      auditBlocks(bm, []);
       expect(bm.stats()).toMatchObject({ total: 40, used: 0, free: 40 });
     }
   });

@@ -3,7 +3,9 @@ import { VOCAB_SIZE } from "../../../shared/limits.ts";
 import { uniform } from "../prng.ts";
 import { LogitsPreselector, PRESELECT_K } from "../logits-preselector.ts";
 import { applyBiasAndPenalties } from "../logit-adjustments.ts";
-import { DEFAULT_SAMPLING, drawsFromCandidates, Sampler, TokenCounts, type SamplingParams } from "../sampler.ts";
+import { DEFAULT_SAMPLING, drawsFromCandidates, Sampler, type SamplingParams } from "../sampler.ts";
+import { TokenCounts } from "../token-counts.ts";
+import { sampleRow } from "./sample-row.ts";
 
 const V = VOCAB_SIZE;
 const ROWS = 12;
@@ -110,7 +112,7 @@ describe("Sampler.draw with preselected candidates", () => {
           for (let r = 0; r < ROWS; r++) {
             const p = rowParams[r];
             const u = uniform(BigInt(b * 1000 + shift), r, withLse ? 1 : 0);
-            const want = reference.sample(original.slice(r * V, (r + 1) * V), 0, p, history(r), u);
+            const want = sampleRow(reference, original.slice(r * V, (r + 1) * V), 0, p, history(r), u);
             const got = fast.draw(logits, r * V, p, u, drawsFromCandidates(p, candidates.k, V) ? candidates : null, r);
             expect(got.token).toBe(want.token);
             if (p.logprobs) {
@@ -146,7 +148,7 @@ describe("Sampler.draw with preselected candidates", () => {
     logits[20] = 0;
     const p: SamplingParams = { ...DEFAULT_SAMPLING, topK: 2, temperature: 1, logprobs: true, topLogprobs: 2 };
     const sampler = new Sampler(V);
-    const want = sampler.sample(logits.slice(), 0, p, history(0), 0.25);
+    const want = sampleRow(sampler, logits.slice(), 0, p, history(0), 0.25);
     const candidates = await preselector.run(logits, 1, true);
     const got = sampler.draw(logits, 0, p, 0.25, candidates, 0);
     expect(got.top!.map((t) => t.token)).toEqual([20, 10]);

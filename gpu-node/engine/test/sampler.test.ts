@@ -1,7 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { VOCAB_SIZE } from "../../../shared/limits.ts";
 import { uniform } from "../prng.ts";
-import { DEFAULT_SAMPLING, expNonPositive, Sampler, TokenCounts, type SamplingParams } from "../sampler.ts";
+import { expNonPositive } from "../fast-exp.ts";
+import { DEFAULT_SAMPLING, Sampler, type SamplingParams } from "../sampler.ts";
+import { TokenCounts } from "../token-counts.ts";
+import { sampleRow } from "./sample-row.ts";
 
 const params = (p: Partial<SamplingParams> = {}): SamplingParams => ({ ...DEFAULT_SAMPLING, ...p });
 const noHistory = () => new TokenCounts([]);
@@ -21,7 +24,7 @@ function lmLogits(vocab: number, seed: number): Float32Array {
 
 /** Samples from a fresh copy of the row (the sampler writes into its row). */
 function draw(sampler: Sampler, row: Float32Array, p: SamplingParams, u: number, counts = noHistory()) {
-  return sampler.sample(row.slice(), 0, p, counts, u);
+  return sampleRow(sampler, row.slice(), 0, p, counts, u);
 }
 
 /** Reference for the ranked paths: full sort by (logit desc, id asc), then min_p, top_k, top_p; returns u → token. */
@@ -257,7 +260,7 @@ describe("logit_bias and penalties", () => {
     counts.add(10);
     counts.add(11);
     const r = row.slice();
-    sampler.sample(r, 0, params({ frequencyPenalty: 0.5, presencePenalty: 0.25, temperature: 0 }), counts, 0);
+    sampleRow(sampler, r, 0, params({ frequencyPenalty: 0.5, presencePenalty: 0.25, temperature: 0 }), counts, 0);
     expect(r[10]).toBeCloseTo(row[10] - 2 * 0.5 - 0.25, 5);
     expect(r[11]).toBeCloseTo(row[11] - 0.5 - 0.25, 5);
     expect(r[1]).toBe(row[1]); // prompt tokens are not penalised by these
@@ -280,17 +283,17 @@ describe("logit_bias and penalties", () => {
     const counts = new TokenCounts([5, 6, 5]);
     counts.add(7);
     const r = r0.slice();
-    sampler.sample(r, 0, params({ repetitionPenalty: 2, temperature: 0 }), counts, 0);
+    sampleRow(sampler, r, 0, params({ repetitionPenalty: 2, temperature: 0 }), counts, 0);
     expect([r[5], r[6], r[7], r[8]]).toEqual([2, -6, 1, 2]);
     // A token both in the prompt and generated is penalised once.
     counts.add(5);
     const r2 = r0.slice();
-    sampler.sample(r2, 0, params({ repetitionPenalty: 2, temperature: 0 }), counts, 0);
+    sampleRow(sampler, r2, 0, params({ repetitionPenalty: 2, temperature: 0 }), counts, 0);
     expect(r2[5]).toBe(2);
     // A sibling choice shares the prompt but not the output.
     const sibling = counts.forSibling();
     const r3 = r0.slice();
-    sampler.sample(r3, 0, params({ repetitionPenalty: 2, temperature: 0 }), sibling, 0);
+    sampleRow(sampler, r3, 0, params({ repetitionPenalty: 2, temperature: 0 }), sibling, 0);
     expect([r3[5], r3[6], r3[7]]).toEqual([2, -6, 2]);
   });
 
@@ -298,7 +301,7 @@ describe("logit_bias and penalties", () => {
     const counts = new TokenCounts([9]);
     const r = row.slice();
     r[9] = 1;
-    sampler.sample(r, 0, params({ logitBias: { 9: 3 }, repetitionPenalty: 2, temperature: 0 }), counts, 0);
+    sampleRow(sampler, r, 0, params({ logitBias: { 9: 3 }, repetitionPenalty: 2, temperature: 0 }), counts, 0);
     expect(r[9]).toBe(2); // (1 + 3) / 2, not 1 / 2 + 3
   });
 });
@@ -377,11 +380,11 @@ describe("determinism", () => {
     buffer.set(lmLogits(V, 2), V);
     buffer.set(lmLogits(V, 3), 2 * V);
     const before = buffer.slice();
-    const alone = s.sample(lmLogits(V, 2), 0, params({ topK: 10, logitBias: { 3: 2 } }), noHistory(), 0.4);
-    const inBatch = s.sample(buffer, V, params({ topK: 10, logitBias: { 3: 2 } }), noHistory(), 0.4);
+    const alone = sampleRow(s, lmLogits(V, 2), 0, params({ topK: 10, logitBias: { 3: 2 } }), noHistory(), 0.4);
+    const inBatch = sampleRow(s, buffer, V, params({ topK: 10, logitBias: { 3: 2 } }), noHistory(), 0.4);
     expect(inBatch).toEqual(alone);
     expect(buffer.subarray(0, V)).toEqual(before.subarray(0, V));
     expect(buffer.subarray(2 * V)).toEqual(before.subarray(2 * V));
-    expect(() => s.sample(buffer, 2 * V + 1, params(), noHistory(), 0.4)).toThrow(RangeError);
+    expect(() => sampleRow(s, buffer, 2 * V + 1, params(), noHistory(), 0.4)).toThrow(RangeError);
   });
 });

@@ -2,14 +2,11 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { tinyConfig } from "../../model/cli/tiny-model.ts";
-import { RandomWeights } from "../../model/random-weights.ts";
-import { writeModel } from "../../model/write-model.ts";
+import { buildTinyModel as writeTinyModel } from "../../model/tiny-model.ts";
 
 export async function buildTinyModel(seed = 1): Promise<{ modelDir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "phi4-engine-test-"));
   const modelDir = path.join(dir, "model");
-  const config = tinyConfig();
-  await writeModel(config, new RandomWeights(config, seed), { outDir: modelDir, dtype: "fp32" });
+  await writeTinyModel(modelDir, { seed });
   return { modelDir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }

@@ -1,5 +1,8 @@
 /**
- * npm run model:convert -- --from HF_DIR --out DIR --dtype fp32|fp16|int8|int4 [--force]
+ * npm run model:convert -- --from HF_DIR --out DIR --dtype fp32|fp16|int8|int4 [--layout host|device] [--force]
+ *
+ * --layout device writes the graph for GPUs (WebGPU execution provider, KV cache on the device; fp16 or
+ * int4 only); the default host layout runs on any provider with the KV cache in host memory.
  *
  * Converts a Hugging Face Phi-3/Phi-4 safetensors checkpoint into this project's ONNX layout,
  * one tensor at a time. The model is written into a temporary directory beside DIR and renamed
@@ -15,6 +18,8 @@ import { parseArgs } from "node:util";
 import { CheckpointError, openHfCheckpoint, phi3TensorShapes } from "../hf-checkpoint.ts";
 import type { Tensor32, WeightSource } from "../weights.ts";
 import { writeModel } from "../write-model.ts";
+import { DEVICE_DTYPES } from "../graph/device-decoder-graph.ts";
+import { MODEL_LAYOUTS, type ModelLayout } from "../model-files.ts";
 
 const DTYPES = ["fp32", "fp16", "int8", "int4"] as const;
 type Dtype = (typeof DTYPES)[number];
@@ -27,16 +32,17 @@ class InterruptedError extends Error {
   }
 }
 
-const USAGE = "usage: npm run model:convert -- --from HF_DIR --out DIR --dtype fp32|fp16|int8|int4 [--force]";
+const USAGE = "usage: npm run model:convert -- --from HF_DIR --out DIR --dtype fp32|fp16|int8|int4 [--layout host|device] [--force]";
 
 async function main(): Promise<void> {
-  let values: { from?: string; out?: string; dtype?: string; force?: boolean; help?: boolean };
+  let values: { from?: string; out?: string; dtype?: string; layout?: string; force?: boolean; help?: boolean };
   try {
     ({ values } = parseArgs({
       options: {
         from: { type: "string" },
         out: { type: "string" },
         dtype: { type: "string" },
+        layout: { type: "string" },
         force: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -51,6 +57,11 @@ async function main(): Promise<void> {
   if (!values.from || !values.out || !values.dtype) throw new UsageError(`--from, --out and --dtype are required; ${USAGE}`);
   if (!(DTYPES as readonly string[]).includes(values.dtype)) throw new UsageError(`--dtype ${values.dtype} is not one of ${DTYPES.join(", ")}`);
   const dtype = values.dtype as Dtype;
+  const layout = (values.layout ?? "host") as ModelLayout;
+  if (!MODEL_LAYOUTS.includes(layout)) throw new UsageError(`--layout ${values.layout} is not one of ${MODEL_LAYOUTS.join(", ")}`);
+  if (layout === "device" && !(DEVICE_DTYPES as readonly string[]).includes(dtype)) {
+    throw new UsageError(`--layout device computes in fp16: --dtype must be one of ${DEVICE_DTYPES.join(", ")}, got ${dtype}`);
+  }
   const outDir = resolve(values.out);
   if ((await isNonEmptyDir(outDir)) && !values.force) throw new UsageError(`--out ${values.out} already exists and is not empty (pass --force to replace it)`);
 
@@ -75,7 +86,7 @@ async function main(): Promise<void> {
   bar.start(phi3TensorShapes(config).size, 0, { tensor: "" });
   try {
     await mkdir(stagingRoot, { recursive: true });
-    await writeModel(config, withProgress(weights, bar, checkInterrupt), { outDir: stagingModel, dtype });
+    await writeModel(config, withProgress(weights, bar, checkInterrupt), { outDir: stagingModel, dtype, layout });
     checkInterrupt();
     await replaceDir(stagingModel, outDir);
   } finally {
@@ -84,7 +95,7 @@ async function main(): Promise<void> {
     await rm(stagingRoot, { recursive: true, force: true });
   }
   process.stderr.write(
-    `wrote ${outDir} (${dtype}, ${config.numLayers} layers, hidden ${config.hiddenSize}, vocab ${config.vocabSize})\n`,
+    `wrote ${outDir} (${dtype}, ${layout} layout, ${config.numLayers} layers, hidden ${config.hiddenSize}, vocab ${config.vocabSize})\n`,
   );
 }
 

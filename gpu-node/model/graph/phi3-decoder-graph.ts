@@ -1,5 +1,5 @@
 /**
- * The Phi-3 decoder as one ONNX graph, in this project's paged-KV layout (LAYOUT_VERSION 1).
+ * The Phi-3 decoder as one ONNX graph, in this project's paged-KV layout (LAYOUT_VERSION 1; docs/model-layouts.md).
  *
  * Why this shape: onnxruntime-node does not copy inputs but copies every fetched output on every run.
  * So the KV cache lives in runner-owned buffers fed as INPUTS, and the graph OUTPUTS only what is new:
@@ -45,10 +45,10 @@ import { DataType, MS_DOMAIN, OnnxGraph, type DataTypeCode } from "./onnx-graph.
 import { INT4_BLOCK_SIZE, INT8_BLOCK_SIZE, float32Bytes, quantizeInt4, quantizeInt8, toFloat16Bytes, transpose2d } from "./weight-encoding.ts";
 
 export const LAYOUT_VERSION = 1;
-/** MatMulNBits accuracy_level for int8 weights: int8 activations and integer dot products (see above). */
-export const INT8_ACCURACY_LEVEL = 4;
 export type ModelDtype = "fp32" | "fp16" | "int8" | "int4";
 export const MODEL_DTYPES: readonly ModelDtype[] = ["fp32", "fp16", "int8", "int4"];
+/** MatMulNBits accuracy_level for int8 weights: int8 activations and integer dot products (see above). */
+export const INT8_ACCURACY_LEVEL = 4;
 
 /** Where weight bytes go (inline in the .onnx or into the external-data file): the writer decides. */
 export interface InitializerSink {
@@ -90,18 +90,27 @@ export function weightBytes(c: Phi3Config, dtype: ModelDtype): number {
   return embed + c.numLayers * perLayer + c.hiddenSize * 4 + linear(c.vocabSize, c.hiddenSize);
 }
 
-/** Builds the whole graph, pulling each weight from `weights` once, in model order, and handing its bytes to `sink`. */
-export async function buildPhi3DecoderGraph(
-  g: OnnxGraph,
-  c: Phi3Config,
-  dtype: ModelDtype,
-  weights: WeightSource,
-  sink: InitializerSink,
-): Promise<void> {
+/**
+ * One layer's attention, the only part of a decoder layer the layouts do differently (paged cache
+ * here, a concatenated past in the benchmark's transformers.js layout). q [B,S,H,hd] and k [B,S,KVH,hd]
+ * after RoPE, v [B,S,KVH,hd]; returns the merged heads [B,S,H*hd] that go into o_proj.
+ */
+export type LayerAttention = (layer: number, q: string, k: string, v: string) => string;
+
+/** The weight-bearing parts every Phi-3 graph layout shares, each weight pulled once and handed to the sink. */
+export interface Phi3Blocks {
+  /** Token embeddings [B,S,D] of int64 ids [B,S]. */
+  embed(inputIds: string): Promise<string>;
+  /** Pre-norm attention (via `attend`) and SiLU MLP, both residual: [B,S,D] → [B,S,D]. */
+  layer(x: string, l: number, rope: (x: string) => string, attend: LayerAttention): Promise<string>;
+  /** Final RMSNorm and lm_head: [..., D] → [..., vocab] logits. */
+  head(hidden: string): Promise<string>;
+}
+
+export function phi3Blocks(g: OnnxGraph, c: Phi3Config, dtype: ModelDtype, weights: WeightSource, sink: InitializerSink): Phi3Blocks {
   const { numHeads: H, numKvHeads: KV, headDim: hd, hiddenSize: D } = c;
-  const groups = H / KV;
   const F = DataType.FLOAT;
-  const I64 = DataType.INT64;
+  const i64 = (v: number[]) => g.constInt64(v);
 
   async function load(name: string, shape: number[]): Promise<Float32Array> {
     const t = await weights.get(name);
@@ -140,6 +149,60 @@ export async function buildPhi3DecoderGraph(
     await sink.add(name, F, [D], float32Bytes(await load(name, [D])));
     return g.op("SimplifiedLayerNormalization", [x, name], { axis: -1, epsilon: { float: c.rmsNormEps }, stash_type: 1 });
   }
+
+  async function embed(inputIds: string): Promise<string> {
+    const embedName = "model.embed_tokens.weight";
+    const embed = await load(embedName, [c.vocabSize, D]);
+    if (dtype === "fp32") {
+      await sink.add(embedName, F, [c.vocabSize, D], float32Bytes(embed));
+      return g.op("Gather", [embedName, inputIds], { axis: 0 }); // [B,S,D]
+    }
+    // Gather the fp16 rows, then cast only those: a Cast of the whole table is folded at load only below
+    // onnxruntime's 1 GiB constant-folding limit, and Phi-4's table (100352 × 5120) is 2 GiB in fp32, so
+    // it would be cast again on every run.
+    await sink.add(`${embedName}.fp16`, DataType.FLOAT16, [c.vocabSize, D], toFloat16Bytes(embed));
+    return g.op("Cast", [g.op("Gather", [`${embedName}.fp16`, inputIds], { axis: 0 })], { to: F }); // [B,S,D]
+  }
+
+  async function layer(x: string, l: number, rope: (x: string) => string, attend: LayerAttention): Promise<string> {
+    const p = `model.layers.${l}`;
+    const h = await rmsNorm(x, `${p}.input_layernorm.weight`);
+    const qkv = await linear(h, `${p}.self_attn.qkv_proj.weight`, (H + 2 * KV) * hd, D);
+    const [q, k, v] = g.node("Split", [qkv, i64([H * hd, KV * hd, KV * hd])], { axis: -1 }, 3);
+    const qr = rope(g.op("Reshape", [q, i64([0, 0, H, hd])]));
+    const kr = rope(g.op("Reshape", [k, i64([0, 0, KV, hd])]));
+    const v4 = g.op("Reshape", [v, i64([0, 0, KV, hd])]);
+    const merged = attend(l, qr, kr, v4);
+    x = g.op("Add", [x, await linear(merged, `${p}.self_attn.o_proj.weight`, D, H * hd)]);
+
+    const h2 = await rmsNorm(x, `${p}.post_attention_layernorm.weight`);
+    const gu = await linear(h2, `${p}.mlp.gate_up_proj.weight`, 2 * c.intermediateSize, D);
+    const [gate, up] = g.node("Split", [gu, i64([c.intermediateSize, c.intermediateSize])], { axis: -1 }, 2);
+    const act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]);
+    return g.op("Add", [x, await linear(act, `${p}.mlp.down_proj.weight`, D, c.intermediateSize)]);
+  }
+
+  async function head(hidden: string): Promise<string> {
+    const normed = await rmsNorm(hidden, "model.norm.weight");
+    return linear(normed, "lm_head.weight", c.vocabSize, D);
+  }
+
+  return { embed, layer, head };
+}
+
+/** Builds the whole graph, pulling each weight from `weights` once, in model order, and handing its bytes to `sink`. */
+export async function buildPhi3DecoderGraph(
+  g: OnnxGraph,
+  c: Phi3Config,
+  dtype: ModelDtype,
+  weights: WeightSource,
+  sink: InitializerSink,
+): Promise<void> {
+  const { numHeads: H, numKvHeads: KV, headDim: hd, hiddenSize: D } = c;
+  const groups = H / KV;
+  const F = DataType.FLOAT;
+  const I64 = DataType.INT64;
+  const blocks = phi3Blocks(g, c, dtype, weights, sink);
 
   const i64 = (v: number[]) => g.constInt64(v);
   const scalar = (v: number) => g.constInt64([v], []);
@@ -183,30 +246,11 @@ export async function buildPhi3DecoderGraph(
   const rope = rotaryEmbedding(g, c, positions);
 
   // ---- embedding
-  const embedName = "model.embed_tokens.weight";
-  const embed = await load(embedName, [c.vocabSize, D]);
-  let x: string; // [B,S,D]
-  if (dtype === "fp32") {
-    await sink.add(embedName, F, [c.vocabSize, D], float32Bytes(embed));
-    x = g.op("Gather", [embedName, inputIds], { axis: 0 });
-  } else {
-    // Gather the fp16 rows, then cast only those: a Cast of the whole table is folded at load only below
-    // onnxruntime's 1 GiB constant-folding limit, and Phi-4's table (100352 × 5120) is 2 GiB in fp32, so
-    // it would be cast again on every run.
-    await sink.add(`${embedName}.fp16`, DataType.FLOAT16, [c.vocabSize, D], toFloat16Bytes(embed));
-    x = g.op("Cast", [g.op("Gather", [`${embedName}.fp16`, inputIds], { axis: 0 })], { to: F });
-  }
+  let x = await blocks.embed(inputIds); // [B,S,D]
 
   const alpha = { float: 1 / Math.sqrt(hd) };
   const cacheShape = i64([KV, 0, -1, hd]);
-  for (let l = 0; l < c.numLayers; l++) {
-    const p = `model.layers.${l}`;
-    const h = await rmsNorm(x, `${p}.input_layernorm.weight`);
-    const qkv = await linear(h, `${p}.self_attn.qkv_proj.weight`, (H + 2 * KV) * hd, D);
-    const [q, k, v] = g.node("Split", [qkv, i64([H * hd, KV * hd, KV * hd])], { axis: -1 }, 3);
-    const qr = rope(g.op("Reshape", [q, i64([0, 0, H, hd])]));
-    const kr = rope(g.op("Reshape", [k, i64([0, 0, KV, hd])]));
-    const v4 = g.op("Reshape", [v, i64([0, 0, KV, hd])]);
+  const pagedAttention: LayerAttention = (l, qr, kr, v4) => {
     const Q = g.op("Reshape", [g.op("Transpose", [g.op("Reshape", [qr, i64([0, 0, KV, groups, hd])])], { perm: [2, 0, 1, 3, 4] }), cacheShape]); // [KV,B,S*g,hd]
     const newK = g.op("Transpose", [kr], { perm: [2, 0, 1, 3] }, "", io.newKey(l)); // [KV,B,S,hd]
     const newV = g.op("Transpose", [v4], { perm: [2, 0, 1, 3] }, "", io.newValue(l));
@@ -217,22 +261,15 @@ export async function buildPhi3DecoderGraph(
     const probs = g.op("Softmax", [g.op("Concat", [sPast, sNew], { axis: -1 })], { axis: -1 });
     const [pPast, pNew] = g.node("Split", [probs, splitPastNew], { axis: -1 }, 2);
     const attn = g.op("Add", [g.op("MatMul", [pPast, pastV]), g.op("MatMul", [pNew, newV])]); // [KV,B,S*g,hd]
-    const merged = g.op("Reshape", [g.op("Transpose", [g.op("Reshape", [attn, i64([KV, 0, -1, groups, hd])])], { perm: [1, 2, 0, 3, 4] }), i64([0, 0, H * hd])]);
-    x = g.op("Add", [x, await linear(merged, `${p}.self_attn.o_proj.weight`, D, H * hd)]);
-
-    const h2 = await rmsNorm(x, `${p}.post_attention_layernorm.weight`);
-    const gu = await linear(h2, `${p}.mlp.gate_up_proj.weight`, 2 * c.intermediateSize, D);
-    const [gate, up] = g.node("Split", [gu, i64([c.intermediateSize, c.intermediateSize])], { axis: -1 }, 2);
-    const act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]);
-    x = g.op("Add", [x, await linear(act, `${p}.mlp.down_proj.weight`, D, c.intermediateSize)]);
-  }
+    return g.op("Reshape", [g.op("Transpose", [g.op("Reshape", [attn, i64([KV, 0, -1, groups, hd])])], { perm: [1, 2, 0, 3, 4] }), i64([0, 0, H * hd])]);
+  };
+  for (let l = 0; l < c.numLayers; l++) x = await blocks.layer(x, l, rope, pagedAttention);
 
   // ---- only the selected position of each row goes through the final norm and lm_head
   const rowStart = g.op("Mul", [g.op("Range", [scalar(0), toScalar(B1), scalar(1)]), S1]);
   const flat = g.op("Reshape", [x, i64([-1, D])]);
   const selected = g.op("Gather", [flat, g.op("Add", [rowStart, logitsIndex])], { axis: 0 }); // [B,D]
-  const normed = await rmsNorm(selected, "model.norm.weight");
-  const logitsRaw = await linear(normed, "lm_head.weight", c.vocabSize, D);
+  const logitsRaw = await blocks.head(selected);
   g.op("Identity", [logitsRaw], {}, "", io.logits);
 
   g.output(io.logits, F, ["batch", c.vocabSize]);

@@ -2,12 +2,12 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CheckpointError, openHfCheckpoint, phi3ConfigFromHf } from "../hf-checkpoint.ts";
+import { CheckpointError, hfConfigJson, hfGenerationConfigJson, openHfCheckpoint, phi3ConfigFromHf } from "../hf-checkpoint.ts";
 import { PHI4_CONFIG } from "../phi3-config.ts";
 import { SafetensorsCheckpoint } from "../safetensors.ts";
 import { TEST_PHI3_CONFIG, writeRandomHfCheckpoint } from "./random-hf-checkpoint.ts";
 
-/** microsoft/phi-4's config.json as published (values per PHI4.md). */
+/** microsoft/phi-4's config.json as published (values per docs/phi4-model.md). */
 const PHI4_HF_CONFIG = {
   architectures: ["Phi3ForCausalLM"],
   attention_bias: false,
@@ -51,6 +51,14 @@ describe("phi3ConfigFromHf", () => {
     const { config, tiedEmbeddings } = phi3ConfigFromHf(PHI4_HF_CONFIG);
     expect(config).toEqual(PHI4_CONFIG);
     expect(tiedEmbeddings).toBe(false);
+  });
+
+  it("reads back what hfConfigJson writes: Phi-4's numbers, and the test checkpoint's", () => {
+    for (const c of [PHI4_CONFIG, TEST_PHI3_CONFIG]) {
+      expect(phi3ConfigFromHf(hfConfigJson(c), hfGenerationConfigJson(c)).config).toEqual(c);
+    }
+    expect(hfConfigJson(PHI4_CONFIG)).toMatchObject({ ...PHI4_HF_CONFIG, transformers_version: expect.any(String) });
+    expect(phi3ConfigFromHf(hfConfigJson(PHI4_CONFIG, { tieWordEmbeddings: true })).tiedEmbeddings).toBe(true);
   });
 
   it("takes stop ids from config.json and generation_config.json together", () => {

@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { RandomWeights } from "../random-weights.ts";
 import { writeModel } from "../write-model.ts";
-import { tinyConfig } from "../cli/tiny-model.ts";
+import { tinyConfig } from "../tiny-model.ts";
 import { ModelRunner } from "../../runner/model-runner.ts";
 import { float32ToFloat16Bits, quantizeInt4, quantizeInt8 } from "../graph/weight-encoding.ts";
 

@@ -9,9 +9,10 @@
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { phi3TensorShapes } from "../hf-checkpoint.ts";
+import { hfConfigJson, hfGenerationConfigJson, phi3TensorShapes } from "../hf-checkpoint.ts";
 import type { Phi3Config } from "../phi3-config.ts";
-import { tinyConfig } from "../cli/tiny-model.ts";
+import { tinyConfig } from "../tiny-model.ts";
+import { seededUniform } from "../../../shared/seeded-uniform.ts";
 import { SINGLE_FILE, writeSafetensors, writeSafetensorsSharded, type SafetensorsDtype, type TensorToWrite } from "../safetensors.ts";
 
 /** Small enough to convert and run in milliseconds; head dim 16 satisfies GroupQueryAttention's % 16. */
@@ -39,39 +40,6 @@ export interface RandomHfCheckpointOptions {
   configOverrides?: Record<string, unknown>;
 }
 
-/** The config.json Hugging Face transformers writes for a Phi3ForCausalLM with these numbers. */
-export function hfConfigJson(config: Phi3Config, tieWordEmbeddings = false): Record<string, unknown> {
-  return {
-    architectures: ["Phi3ForCausalLM"],
-    attention_bias: false,
-    attention_dropout: 0.0,
-    bos_token_id: config.eosTokenIds[config.eosTokenIds.length - 1],
-    embd_pdrop: 0.0,
-    eos_token_id: config.eosTokenIds[0],
-    hidden_act: "silu",
-    hidden_size: config.hiddenSize,
-    initializer_range: 0.02,
-    intermediate_size: config.intermediateSize,
-    max_position_embeddings: config.contextLength,
-    model_type: "phi3",
-    num_attention_heads: config.numHeads,
-    num_hidden_layers: config.numLayers,
-    num_key_value_heads: config.numKvHeads,
-    original_max_position_embeddings: config.contextLength,
-    pad_token_id: config.padTokenId,
-    resid_pdrop: 0.0,
-    rms_norm_eps: config.rmsNormEps,
-    rope_scaling: null,
-    rope_theta: config.ropeTheta,
-    sliding_window: null,
-    tie_word_embeddings: tieWordEmbeddings,
-    torch_dtype: "bfloat16",
-    transformers_version: "4.47.0",
-    use_cache: true,
-    vocab_size: config.vocabSize,
-  };
-}
-
 export async function writeRandomHfCheckpoint(dir: string, options: RandomHfCheckpointOptions = {}): Promise<Phi3Config> {
   const config = options.config ?? TEST_PHI3_CONFIG;
   const random = seededUniform(options.seed ?? 1);
@@ -85,13 +53,13 @@ export async function writeRandomHfCheckpoint(dir: string, options: RandomHfChec
   }
 
   await mkdir(dir, { recursive: true });
-  const json = hfConfigJson(config, options.tieWordEmbeddings);
+  const json = hfConfigJson(config, { tieWordEmbeddings: options.tieWordEmbeddings });
   for (const [key, value] of Object.entries(options.configOverrides ?? {})) {
     if (value === undefined) delete json[key];
     else json[key] = value;
   }
   await writeFile(join(dir, "config.json"), JSON.stringify(json, null, 2) + "\n");
-  const generation = { _from_model_config: true, bos_token_id: json.bos_token_id, eos_token_id: config.eosTokenIds, pad_token_id: config.padTokenId };
+  const generation = { ...hfGenerationConfigJson(config), bos_token_id: json.bos_token_id };
   await writeFile(join(dir, "generation_config.json"), JSON.stringify(generation, null, 2) + "\n");
 
   const dtype = options.dtype ?? "BF16";
@@ -118,16 +86,4 @@ function randomTensor(name: string, shape: number[], random: () => number): Floa
   const halfWidth = std * Math.sqrt(3); // uniform(-a, a) has std a/√3
   for (let i = 0; i < count; i++) data[i] = (2 * random() - 1) * halfWidth;
   return data;
-}
-
-/** mulberry32: a small, fast, seedable generator of uniform [0, 1). */
-export function seededUniform(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

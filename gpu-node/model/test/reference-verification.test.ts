@@ -23,7 +23,8 @@ import { ModelRunner } from "../../runner/model-runner.ts";
 import type { BatchRow } from "../../runner/step-runner.ts";
 import { ReferencePhi3, relativeLogitError, type WeightRounding } from "./reference-forward.ts";
 import { FP16_WEIGHTS, INT4_WEIGHTS, INT8_WEIGHTS } from "./weight-rounding.ts";
-import { TEST_PHI3_CONFIG, seededUniform, writeRandomHfCheckpoint } from "./random-hf-checkpoint.ts";
+import { TEST_PHI3_CONFIG, writeRandomHfCheckpoint } from "./random-hf-checkpoint.ts";
+import { seededUniform } from "../../../shared/seeded-uniform.ts";
 
 const REPO_ROOT = join(import.meta.dirname, "..", "..", "..");
 const CONVERT = join(REPO_ROOT, "gpu-node", "model", "cli", "convert.ts");

@@ -12,7 +12,7 @@ import {
   writeSafetensorsSharded,
   type TensorToWrite,
 } from "../safetensors.ts";
-import { seededUniform } from "./random-hf-checkpoint.ts";
+import { seededUniform } from "../../../shared/seeded-uniform.ts";
 
 let dir: string;
 beforeAll(async () => {

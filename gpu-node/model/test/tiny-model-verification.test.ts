@@ -8,11 +8,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ModelRunner } from "../../runner/model-runner.ts";
-import { tinyConfig } from "../cli/tiny-model.ts";
+import { tinyConfig } from "../tiny-model.ts";
 import { RandomWeights } from "../random-weights.ts";
 import { writeModel } from "../write-model.ts";
 import { ReferencePhi3, relativeLogitError } from "./reference-forward.ts";
-import { seededUniform } from "./random-hf-checkpoint.ts";
+import { seededUniform } from "../../../shared/seeded-uniform.ts";
 
 const SEED = 3;
 const config = tinyConfig();

@@ -7,7 +7,8 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { RandomWeights } from "../random-weights.ts";
 import { writeModel } from "../write-model.ts";
-import { parseTinyModelArgs, tinyConfig } from "../cli/tiny-model.ts";
+import { parseTinyModelArgs } from "../cli/tiny-model.ts";
+import { tinyConfig } from "../tiny-model.ts";
 
 const run = promisify(execFile);
 const repoRoot = path.resolve(import.meta.dirname, "../../..");

@@ -7,7 +7,7 @@ import { createRequire } from "node:module";
 import { ModelRunner } from "../model-runner.ts";
 import { RandomWeights } from "../../model/random-weights.ts";
 import { writeModel } from "../../model/write-model.ts";
-import { tinyConfig } from "../../model/cli/tiny-model.ts";
+import { tinyConfig } from "../../model/tiny-model.ts";
 
 const config = tinyConfig({ numLayers: 1 });
 const ortDir = path.dirname(createRequire(import.meta.url).resolve("onnxruntime-node/package.json"));

@@ -4,10 +4,10 @@ import os from "node:os";
 import path from "node:path";
 import { ModelRunner } from "../model-runner.ts";
 import type { BatchRow } from "../step-runner.ts";
-import { argmax, fullRecomputeLogits } from "../full-recompute.ts";
+import { argmax, fullRecomputeLogits } from "./full-recompute.ts";
 import { RandomWeights } from "../../model/random-weights.ts";
 import { writeModel } from "../../model/write-model.ts";
-import { tinyConfig } from "../../model/cli/tiny-model.ts";
+import { tinyConfig } from "../../model/tiny-model.ts";
 
 const BLOCK = 16;
 const config = tinyConfig();

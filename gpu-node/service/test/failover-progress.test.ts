@@ -3,7 +3,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeStreamEvent, type StreamEvent } from "../../../shared/protocol.ts";
 import { readPublished, resumeSubmission } from "../failover.ts";
-import { chatRequest, uniquePrefix } from "./chat-jobs.ts";
+import { chatRequest, uniquePrefix } from "../../../stack/chat-jobs.ts";
 
 const prefix = uniquePrefix("progress");
 let redis: Redis;

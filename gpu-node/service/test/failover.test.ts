@@ -6,9 +6,9 @@
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { StreamEvent } from "../../../shared/protocol.ts";
-import { chatJob, TestWorker, textsOf, uniquePrefix } from "./chat-jobs.ts";
-import { startNode, type NodeProcess } from "./node-process.ts";
-import { tinyModelDir } from "./tiny-model-cache.ts";
+import { chatJob, TestWorker, textsOf, uniquePrefix } from "../../../stack/chat-jobs.ts";
+import { startNode, type NodeProcess } from "../../../stack/node-process.ts";
+import { cachedTinyModel } from "../../model/tiny-model.ts";
 
 // Short locks so a dead node's jobs come back within a second or two.
 const FAST_STALL = { LOCK_DURATION_MS: "1000", STALLED_INTERVAL_MS: "300" };
@@ -19,7 +19,7 @@ const nodes: NodeProcess[] = [];
 
 beforeAll(async () => {
   worker = new TestWorker(uniquePrefix("failover"));
-  modelDir = await tinyModelDir();
+  modelDir = await cachedTinyModel();
 });
 
 afterAll(async () => {

@@ -1,7 +1,7 @@
 /** A test file's queues and node processes, made on demand and all stopped and cleaned up at the end. */
-import { TestWorker, uniquePrefix } from "./chat-jobs.ts";
-import { startNode, type NodeProcess } from "./node-process.ts";
-import { tinyModelDir } from "./tiny-model-cache.ts";
+import { TestWorker, uniquePrefix } from "../../../stack/chat-jobs.ts";
+import { startNode, type NodeProcess } from "../../../stack/node-process.ts";
+import { cachedTinyModel } from "../../model/tiny-model.ts";
 
 export class NodeTestbed {
   private readonly workers: TestWorker[] = [];
@@ -16,7 +16,7 @@ export class NodeTestbed {
 
   /** A GPU node process serving `worker`'s queue with the tiny model. */
   async node(worker: TestWorker, name: string, env: Record<string, string> = {}): Promise<NodeProcess> {
-    const node = await startNode({ prefix: worker.prefix, modelDir: await tinyModelDir(), name, env });
+    const node = await startNode({ prefix: worker.prefix, modelDir: await cachedTinyModel(), name, env });
     this.nodes.push(node);
     return node;
   }

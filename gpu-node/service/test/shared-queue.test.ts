@@ -4,7 +4,7 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import type { StreamEvent } from "../../../shared/protocol.ts";
-import { chatJob } from "./chat-jobs.ts";
+import { chatJob } from "../../../stack/chat-jobs.ts";
 import { NodeTestbed } from "./node-testbed.ts";
 
 const bed = new NodeTestbed();

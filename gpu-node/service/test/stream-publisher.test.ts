@@ -1,15 +1,17 @@
 /**
  * The stream publisher against real Redis: one entry per event in order, one pipeline per turn, the
- * finished TTL after `done`, and the two fences (job lock, expected length) that keep a stream a
+ * finished TTL after `done`, and the two fences (request owner, expected length) that keep a stream a
  * gap-free, duplicate-free prefix of the request's events.
  */
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decodeStreamEvent, type StreamEvent } from "../../../shared/protocol.ts";
+import { decodeStreamEvent, encodeStreamEvent, type StreamEvent } from "../../../shared/protocol.ts";
+import { redisKeys } from "../../../shared/redis-keys.ts";
 import { StreamPublisher, type StreamTarget } from "../stream-publisher.ts";
-import { uniquePrefix } from "./chat-jobs.ts";
+import { uniquePrefix } from "../../../stack/chat-jobs.ts";
 
 const prefix = uniquePrefix("publisher");
+const keys = redisKeys(prefix);
 let redis: Redis;
 const lost: Array<[string, string]> = [];
 let publisher: StreamPublisher;
@@ -26,8 +28,8 @@ afterAll(async () => {
 });
 
 async function target(id: string): Promise<StreamTarget> {
-  const t = { id, streamKey: `${prefix}:stream:${id}`, lockKey: `${prefix}:chat:${id}:lock`, token: `token-${id}` };
-  await redis.set(t.lockKey, t.token, "PX", 10_000);
+  const t = { id, streamKey: keys.stream(id), ownerKey: keys.owner(id), token: `token-${id}` };
+  await redis.set(t.ownerKey, t.token, "PX", 10_000);
   return t;
 }
 
@@ -63,33 +65,57 @@ describe("StreamPublisher", () => {
     expect(ttl).toBeLessThanOrEqual(60);
   });
 
-  it("writes nothing once the job's lock belongs to someone else, and reports the request lost", async () => {
+  it("writes nothing once another node owns the request, and reports the request lost", async () => {
     const c = await target("c");
     publisher.open(c, 0);
     publisher.append("c", start);
     expect(await publisher.settled("c")).toBe("written");
-    await redis.set(c.lockKey, "another-node", "PX", 10_000);
+    await redis.set(c.ownerKey, "another-node", "PX", 10_000);
     publisher.append("c", delta(1));
     expect(await publisher.settled("c")).toBe("lost");
     publisher.append("c", delta(2));
     expect(await publisher.settled("c")).toBe("lost");
     expect(await read(c)).toEqual([start]);
-    expect(lost).toContainEqual(["c", "job lock lost"]);
+    expect(lost).toContainEqual(["c", "another node owns the job"]);
   });
 
   it("refuses to write when the stream is not the length this node expects (no gap, no duplicate)", async () => {
     const d = await target("d");
-    await redis.xadd(d.streamKey, "*", "v", "1", "e", JSON.stringify(start));
+    await redis.xadd(d.streamKey, "*", ...encodeStreamEvent(start));
     publisher.open(d, 0); // believes the stream is empty: it is not
     publisher.append("d", start);
     expect(await publisher.settled("d")).toBe("lost");
     expect(await read(d)).toEqual([start]);
 
     const e = await target("e");
-    await redis.xadd(e.streamKey, "*", "v", "1", "e", JSON.stringify(start));
+    await redis.xadd(e.streamKey, "*", ...encodeStreamEvent(start));
     publisher.open(e, 1); // a failover: continues after the one entry there
     publisher.append("e", delta(1));
     expect(await publisher.settled("e")).toBe("written");
     expect(await read(e)).toEqual([start, delta(1)]);
+  });
+});
+
+describe("StreamPublisher's stream length budget", () => {
+  it("refuses entries past the budget and ends the stream with the budget's error event", async () => {
+    const refused: Array<[string, string]> = [];
+    const small = new StreamPublisher(redis, 60, 3600, (id, reason) => refused.push([id, reason]), undefined, 4);
+    const t = await target("budget");
+    small.open(t, 0);
+    small.append("budget", start);
+    small.append("budget", delta(1));
+    small.append("budget", delta(2));
+    expect(await small.settled("budget")).toBe("written");
+    small.append("budget", delta(3));
+    small.append("budget", delta(4)); // 5 entries: one past the budget of 4
+    expect(await small.settled("budget")).toBe("lost");
+    small.append("budget", delta(5)); // nothing more is written once it ended
+    await small.settled("budget");
+    const events = await read(t);
+    expect(events.slice(0, 3)).toEqual([start, delta(1), delta(2)]);
+    expect(events).toHaveLength(4);
+    expect(events[3]).toMatchObject({ type: "error", code: "stream_budget_exceeded" });
+    expect(await redis.ttl(t.streamKey)).toBeLessThanOrEqual(60); // the finished TTL
+    expect(refused).toEqual([["budget", expect.stringContaining("budget")]]);
   });
 });

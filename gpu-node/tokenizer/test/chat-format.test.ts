@@ -6,7 +6,7 @@ import { reference } from "./reference-tokenizer.ts";
 const tok = phi4Tokenizer();
 
 describe("Phi-4 chat format", () => {
-  it("renders PHI4.md's example exactly, ending with an open assistant header", () => {
+  it("renders the example of docs/chat-format.md exactly, ending with an open assistant header", () => {
     const { text, ids } = renderChat(tok, [
       { role: "system", content: "You are a helpful assistant." },
       { role: "user", content: "How should I explain the Internet?" },
@@ -47,5 +47,16 @@ describe("Phi-4 chat format", () => {
   it("renders an empty content as an empty block", () => {
     const { ids } = renderChat(tok, [{ role: "user", content: "" }]);
     expect(ids).toEqual([100_264, ...tok.encode("user"), 100_266, 100_265, 100_264, ...tok.encode("assistant"), 100_266]);
+  });
+
+  it("stops tokenizing soon after the limit: a prompt far past the context window is not tokenized in full", () => {
+    const huge = "lorem ipsum dolor sit amet ".repeat(40_000); // ≈ 1 MiB, ≈ 200,000 tokens
+    const limit = 16_384;
+    const cut = renderChat(tok, [{ role: "system", content: "x" }, { role: "user", content: huge }, { role: "user", content: huge }], limit);
+    expect(cut.ids.length).toBeGreaterThan(limit);
+    expect(cut.ids.length).toBeLessThan(limit + 64);
+    // Up to the limit the ids are the full rendering's.
+    const full = renderChat(tok, [{ role: "system", content: "x" }, { role: "user", content: huge }]);
+    expect(cut.ids.slice(0, limit)).toEqual(full.ids.slice(0, limit));
   });
 });

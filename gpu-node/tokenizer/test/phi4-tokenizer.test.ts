@@ -69,7 +69,7 @@ describe("Phi-4 tokenizer", () => {
     expect(tok.encode(text)).toEqual(referenceEncode(text));
   });
 
-  it("knows every special token of PHI4.md by id", () => {
+  it("knows every special token of docs/tokenizer.md by id", () => {
     expect(SPECIAL_TOKENS.size).toBe(100_352 - 100_256);
     expect(tok.specialId("<|dummy_0|>")).toBe(100_256);
     expect(tok.specialId("<|endoftext|>")).toBe(ENDOFTEXT);

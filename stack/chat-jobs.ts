@@ -1,12 +1,13 @@
 /**
- * Test-side Worker: builds contract jobs, enqueues them the way the Worker does (BullMQ Queue, job id =
- * completion id), raises cancels, and reads request streams back as contract events.
+ * The Worker's side of Redis without the Worker, for tests and bench:node: builds contract jobs,
+ * enqueues them the way the Worker does (BullMQ Queue, job id = completion id), raises cancels, and
+ * reads request streams back as contract events.
  */
 import { Queue } from "bullmq";
-import { Redis } from "ioredis";
-import { decodeStreamEvent, newCompletionId, PROTOCOL_VERSION, type ChatJob, type StreamEvent } from "../../../shared/protocol.ts";
-import { CANCEL_TTL_SECONDS, redisKeys, type RedisKeys } from "../../../shared/redis-keys.ts";
-import type { ChatRequest } from "../../../shared/request-schema.ts";
+import { Cluster, Redis } from "ioredis";
+import { decodeStreamEvent, newCompletionId, PROTOCOL_VERSION, type ChatJob, type StreamEvent } from "../shared/protocol.ts";
+import { CANCEL_TTL_SECONDS, keyPatterns, redisKeys, type RedisKeys } from "../shared/redis-keys.ts";
+import type { ChatRequest } from "../shared/request-schema.ts";
 
 export function chatRequest(overrides: Partial<ChatRequest> = {}): ChatRequest {
   return {
@@ -29,7 +30,12 @@ export function chatRequest(overrides: Partial<ChatRequest> = {}): ChatRequest {
     topLogprobs: 0,
     logitBias: {},
     user: null,
-    toolChoice: "auto",
+    tools: [],
+    toolChoice: "none",
+    parallelToolCalls: true,
+    responseFormat: { type: "text" },
+    prompts: null,
+    echo: false,
     ...overrides,
   };
 }
@@ -45,13 +51,13 @@ export interface StreamEntryOf {
 
 /** The Worker's side of Redis for one test prefix. */
 export class TestWorker {
-  readonly redis = new Redis("redis://127.0.0.1:6379", { maxRetriesPerRequest: null });
   readonly keys: RedisKeys;
   readonly queue: Queue;
 
-  constructor(readonly prefix: string) {
+  /** On the shared Redis unless given another connection (a private server, a cluster). */
+  constructor(readonly prefix: string, readonly redis: Redis | Cluster = new Redis("redis://127.0.0.1:6379", { maxRetriesPerRequest: null })) {
     this.keys = redisKeys(prefix);
-    this.queue = new Queue(this.keys.queue, { connection: this.redis, prefix });
+    this.queue = new Queue(this.keys.queue, { connection: this.redis, prefix: this.keys.queuePrefix });
   }
 
   /** Enqueues as the Worker does: job id = completion id, 3 attempts. */
@@ -76,6 +82,7 @@ export class TestWorker {
   /** Reads the stream until `done`/`error` (blocking reads), failing after timeoutMs. */
   async waitForEnd(id: string, timeoutMs = 30_000): Promise<StreamEvent[]> {
     const reader = this.redis.duplicate();
+    reader.on("error", () => {}); // reconnects are expected in chaos tests; a read that fails surfaces itself
     const events: StreamEvent[] = [];
     let cursor = "0-0";
     const deadline = Date.now() + timeoutMs;
@@ -110,12 +117,18 @@ export class TestWorker {
   /** Removes every key under this test's prefix. */
   async cleanup(): Promise<void> {
     await this.queue.close();
-    let cursor = "0";
-    do {
-      const [next, keys] = await this.redis.scan(cursor, "MATCH", `${this.prefix}:*`, "COUNT", 1000);
-      cursor = next;
-      if (keys.length > 0) await this.redis.del(...keys);
-    } while (cursor !== "0");
+    const servers = this.redis instanceof Cluster ? this.redis.nodes("master") : [this.redis];
+    for (const server of servers) {
+      for (const pattern of keyPatterns(this.prefix)) {
+        let cursor = "0";
+        do {
+          const [next, keys] = await server.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+          cursor = next;
+          // One DEL per key: on a cluster a multi-key DEL must stay within one slot.
+          if (keys.length > 0) await server.pipeline(keys.map((key) => ["del", key])).exec();
+        } while (cursor !== "0");
+      }
+    }
     this.redis.disconnect();
   }
 }

@@ -1,5 +1,5 @@
 /**
- * A real GPU node process for tests: `node --import tsx gpu-node/service/main.ts` (the same entry as
+ * A real GPU node process for tests and benchmarks: `node --import tsx gpu-node/service/main.ts` (the same entry as
  * `npm run gpu-node`, minus npm's wrapper processes, so a signal reaches the node itself), with its
  * JSON log lines collected and its status server on a free port (METRICS_PORT=0; the port comes from
  * the `listening` log line).
@@ -7,8 +7,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseMetric } from "./stack-process.ts";
 
-const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
 
 export interface LogLine {
   msg: string;
@@ -131,17 +132,4 @@ export async function startNode(options: NodeOptions): Promise<NodeProcess> {
       }
     },
   };
-}
-
-/** Sums the samples of one metric whose labels include `labels`. */
-export function parseMetric(text: string, name: string, labels: Record<string, string> = {}): number {
-  let total = 0;
-  for (const line of text.split("\n")) {
-    if (line.startsWith("#")) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const set = m[2] ?? "";
-    if (Object.entries(labels).every(([k, v]) => set.includes(`${k}="${v}"`))) total += Number(m[3]);
-  }
-  return total;
 }

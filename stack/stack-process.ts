@@ -1,13 +1,13 @@
 /**
- * Starts the whole stack exactly as `npm start` does (gpu-node/cli/start-stack.ts) on free ports with its
- * own Redis prefix, and reads the base URL, dev key and GPU node pids it prints.
+ * Starts the whole stack exactly as `npm start` does (stack/start-stack.ts), as a child process on free
+ * ports with its own Redis prefix, and reads the base URL, dev key and GPU node pids it prints: what the
+ * end-to-end tests and `bench:e2e` drive.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { parseMetric } from "../../gpu-node/service/test/node-process.ts";
 
 export interface Stack {
   baseURL: string;
@@ -37,7 +37,7 @@ export async function startStack(options: { gpuNodes?: number; extraEnv?: Record
   const metricsPort = await freePort();
   const prefix = `e2e${process.pid}x${Date.now().toString(36)}`;
   const apiKey = `sk-e2e-${Math.random().toString(36).slice(2)}`;
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "gpu-node/cli/start-stack.ts"], {
+  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "stack/start-stack.ts"], {
     env: {
       ...process.env,
       WORKER_PORT: String(workerPort),
@@ -88,7 +88,20 @@ export async function startStack(options: { gpuNodes?: number; extraEnv?: Record
   };
 }
 
-/** A gauge or counter from a node's Prometheus text, summed over its label sets. */
-export async function metric(url: string, name: string): Promise<number> {
-  return parseMetric(await (await fetch(url)).text(), name);
+/** A gauge or counter from a node's Prometheus text, summed over its label sets that include `labels`. */
+export async function metric(url: string, name: string, labels: Record<string, string> = {}): Promise<number> {
+  return parseMetric(await (await fetch(url)).text(), name, labels);
+}
+
+/** Sums the samples of one metric whose labels include `labels`, in Prometheus' text format. */
+export function parseMetric(text: string, name: string, labels: Record<string, string> = {}): number {
+  let total = 0;
+  for (const line of text.split("\n")) {
+    if (line.startsWith("#")) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const set = m[2] ?? "";
+    if (Object.entries(labels).every(([k, v]) => set.includes(`${k}="${v}"`))) total += Number(m[3]);
+  }
+  return total;
 }

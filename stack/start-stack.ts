@@ -2,17 +2,20 @@
  * `npm start`: the whole stack on one machine. Uses the Redis at REDIS_URL (or starts `redis-server` on
  * loopback if nothing answers), builds the tiny model if MODEL_DIR has none, starts GPU_NODES GPU nodes
  * and `wrangler dev` on 127.0.0.1:WORKER_PORT, then prints the base URL and the development key.
- * Ctrl-C / SIGTERM stops every child and waits for them.
+ * Ctrl-C / SIGTERM stops every child and waits for them. It starts every part of the system, so it lives
+ * beside them (stack/), not inside the GPU node's folder.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { failUsage } from "./cli-error.ts";
+import { failUsage } from "../gpu-node/cli/cli-error.ts";
+import { ensureTinyModel, TINY_DEVICE_MODEL_DIR, TINY_MODEL_DIR } from "../gpu-node/model/tiny-model.ts";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const bin = (name: string) => path.join(root, "node_modules", ".bin", name);
 
 const env = process.env;
@@ -20,7 +23,9 @@ const redisUrl = new URL(env.REDIS_URL ?? "redis://127.0.0.1:6379");
 const workerPort = intEnv("WORKER_PORT", 8787);
 const gpuNodes = intEnv("GPU_NODES", 1);
 const metricsBase = intEnv("METRICS_PORT", 9464);
-const modelDir = path.resolve(env.MODEL_DIR ?? path.join(root, "models", "tiny"));
+// ORT_EP=webgpu serves the device layout: its tiny model lives apart from the host layout's.
+const deviceLayout = env.ORT_EP === "webgpu";
+const modelDir = path.resolve(env.MODEL_DIR ?? (deviceLayout ? TINY_DEVICE_MODEL_DIR : TINY_MODEL_DIR));
 const devKey = env.DEV_API_KEY || `sk-dev-${randomBytes(18).toString("base64url")}`;
 const prefix = env.REDIS_PREFIX ?? "phi4";
 
@@ -104,6 +109,23 @@ async function stop(code: number): Promise<void> {
 process.on("SIGINT", () => void stop(0));
 process.on("SIGTERM", () => void stop(0));
 
+/** Worker vars `npm start` passes on from its own environment. */
+const WORKER_TUNABLES = ["RESUME_GRACE_MS"] as const;
+
+/**
+ * The Worker's local-development vars, in a file only this user can read: the dev key and the Redis URL
+ * stay off command lines (visible to every user in `ps`). Removed when the stack stops.
+ */
+function workerEnvFile(): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "phi4-worker-env-"));
+  const file = path.join(dir, "worker.env");
+  // Worker tunables set in this environment reach the Worker too (tests shorten the resume grace with it).
+  const tunables = WORKER_TUNABLES.filter((name) => env[name]).map((name) => `${name}=${env[name]}\n`).join("");
+  writeFileSync(file, `LOCAL_DEVELOPMENT=true\nDEV_API_KEY=${devKey}\nREDIS_URL=${redisUrl.href}\nREDIS_PREFIX=${prefix}\n${tunables}`, { mode: 0o600 });
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  return file;
+}
+
 async function main(): Promise<void> {
   const redisHost = redisUrl.hostname || "127.0.0.1";
   const redisPort = Number(redisUrl.port || 6379);
@@ -119,12 +141,9 @@ async function main(): Promise<void> {
     await waitFor("redis-server", () => redisAnswers("127.0.0.1", redisPort), 10_000);
   }
 
-  if (!existsSync(path.join(modelDir, "model-config.json"))) {
-    log(`building the tiny model into ${modelDir}`);
-    const build = spawn(bin("tsx"), ["gpu-node/model/cli/tiny-model.ts", "--out", modelDir], { cwd: root, stdio: ["ignore", "inherit", "inherit"] });
-    const code = await new Promise<number | null>((resolve) => build.once("exit", resolve));
-    if (code !== 0) failUsage(`building the tiny model failed (exit ${code})`);
-  }
+  if (await ensureTinyModel(modelDir, deviceLayout ? { dtype: "fp16", layout: "device" } : {})) log(`built the tiny model into ${modelDir}`);
+  // wrangler is a development tool (a devDependency): an install without them can run GPU nodes, not the edge.
+  if (!existsSync(bin("wrangler"))) failUsage("wrangler is not installed (npm ci without --omit=dev); `npm run gpu-node` runs a GPU node alone");
 
   for (let i = 0; i < gpuNodes; i++) {
     // node --import tsx (not the tsx wrapper): the pid we print is the node itself, so kill -9 really kills it.
@@ -135,7 +154,7 @@ async function main(): Promise<void> {
   }
   start("wrangler dev", bin("wrangler"), [
     "dev", "--ip", "127.0.0.1", "--port", String(workerPort), "--show-interactive-dev-session=false",
-    "--var", `DEV_API_KEY:${devKey}`, "--var", `REDIS_URL:${redisUrl.href}`, "--var", `REDIS_PREFIX:${prefix}`,
+    "--env-file", workerEnvFile(),
   ], { WRANGLER_SEND_METRICS: "false", NO_UPDATE_NOTIFIER: "1" });
 
   for (let i = 0; i < gpuNodes; i++) await waitFor(`gpu-node-${i}`, () => httpOk(`http://127.0.0.1:${metricsBase + i}/ready`), 120_000);

@@ -19,17 +19,19 @@
  * The symbolic dim names matter: transformers.js builds the empty first cache from the input metadata,
  * resolving `batch_size` and treating any other symbol as 0.
  *
- * The arithmetic mirrors our paged graph (rotate_half RoPE from the same float64 tables, grouped-query
- * attention without expanding K/V, SimplifiedLayerNormalization, SiLU MLP), so both graphs give the same
- * greedy tokens from the same weights; only the cache handling differs.
+ * Benchmark-only (bench:engine compares our engine with transformers.js on the same weights). Everything
+ * but the attention comes from the production builder: the embedding, the decoder layer, the head
+ * (phi3Blocks), RoPE, the external-data writer and config.json, so both graphs give the same greedy tokens
+ * from the same weights; only the cache handling differs (a concatenated past instead of paged blocks).
  */
-import { mkdir, open, rename, rm, writeFile, stat, type FileHandle } from "node:fs/promises";
+import { mkdir, rename, rm, writeFile, stat } from "node:fs/promises";
 import path from "node:path";
-import type { Phi3Config } from "./phi3-config.ts";
-import type { WeightSource } from "./weights.ts";
-import { DataType, MS_DOMAIN, OnnxGraph, type DataTypeCode } from "./graph/onnx-graph.ts";
-import { rotaryEmbedding } from "./graph/phi3-decoder-graph.ts";
-import { float32Bytes, transpose2d } from "./graph/weight-encoding.ts";
+import { ExternalDataSink } from "../gpu-node/model/external-data.ts";
+import { hfConfigJson, hfGenerationConfigJson } from "../gpu-node/model/hf-checkpoint.ts";
+import type { Phi3Config } from "../gpu-node/model/phi3-config.ts";
+import type { WeightSource } from "../gpu-node/model/weights.ts";
+import { DataType, MS_DOMAIN, OnnxGraph } from "../gpu-node/model/graph/onnx-graph.ts";
+import { phi3Blocks, rotaryEmbedding, type LayerAttention } from "../gpu-node/model/graph/phi3-decoder-graph.ts";
 
 export const TJS_ONNX_FILE = "model.onnx";
 export const TJS_DATA_FILE = "model.onnx_data";
@@ -47,37 +49,22 @@ export const tjsIo = {
   presentValue: (l: number) => `present.${l}.value`,
 } as const;
 
-/** Tensors smaller than this stay inline in the .onnx. */
-const EXTERNAL_MIN_BYTES = 1024;
-const DATA_ALIGNMENT = 4096;
 const LOWEST_FLOAT = -3.4028234663852886e38;
 
 export async function writeTransformersJsModel(config: Phi3Config, weights: WeightSource, outDir: string): Promise<void> {
   const target = path.resolve(outDir);
   const tmp = `${target}.partial-${process.pid}-${Date.now()}`;
   await mkdir(path.join(tmp, "onnx"), { recursive: true });
-  let data: FileHandle | undefined;
+  let data: ExternalDataSink | undefined;
   try {
-    data = await open(path.join(tmp, "onnx", TJS_DATA_FILE), "w");
-    const dataFile = data;
     const g = new OnnxGraph();
-    let offset = 0;
-    const addWeight = async (name: string, type: DataTypeCode, dims: number[], bytes: Uint8Array): Promise<void> => {
-      if (bytes.byteLength < EXTERNAL_MIN_BYTES) {
-        g.addInitializer(name, type, dims, bytes);
-        return;
-      }
-      offset = Math.ceil(offset / DATA_ALIGNMENT) * DATA_ALIGNMENT;
-      await dataFile.write(bytes, 0, bytes.byteLength, offset);
-      g.addExternalInitializer(name, type, dims, { location: TJS_DATA_FILE, offset, length: bytes.byteLength });
-      offset += bytes.byteLength;
-    };
-    await buildClassicPhi3Graph(g, config, weights, addWeight);
+    data = await ExternalDataSink.create(g, path.join(tmp, "onnx"), TJS_DATA_FILE);
+    await buildClassicPhi3Graph(g, config, weights, data);
     await data.close();
     data = undefined;
     await writeFile(path.join(tmp, "onnx", TJS_ONNX_FILE), g.encode("phi3_decoder_past_key_values", "phi3 decoder, transformers.js layout, fp32"));
-    await writeFile(path.join(tmp, "config.json"), JSON.stringify(hfConfigJson(config), null, 2) + "\n");
-    await writeFile(path.join(tmp, "generation_config.json"), JSON.stringify(generationConfigJson(config), null, 2) + "\n");
+    await writeFile(path.join(tmp, "config.json"), JSON.stringify(transformersJsConfigJson(config), null, 2) + "\n");
+    await writeFile(path.join(tmp, "generation_config.json"), JSON.stringify(hfGenerationConfigJson(config), null, 2) + "\n");
     await rm(target, { recursive: true, force: true });
     await mkdir(path.dirname(target), { recursive: true });
     await rename(tmp, target);
@@ -95,62 +82,23 @@ export async function hasTransformersJsModel(outDir: string): Promise<boolean> {
   return found.every(Boolean);
 }
 
-/** config.json with Hugging Face's Phi3Config field names. */
-export function hfConfigJson(c: Phi3Config): Record<string, unknown> {
+/** Hugging Face's config.json plus what transformers.js reads: fp32 weights in an external-data file. */
+export function transformersJsConfigJson(c: Phi3Config): Record<string, unknown> {
   return {
-    architectures: ["Phi3ForCausalLM"],
-    model_type: "phi3",
-    vocab_size: c.vocabSize,
-    hidden_size: c.hiddenSize,
-    num_hidden_layers: c.numLayers,
-    num_attention_heads: c.numHeads,
-    num_key_value_heads: c.numKvHeads,
+    ...hfConfigJson(c, { torchDtype: "float32" }),
     head_dim: c.headDim,
-    intermediate_size: c.intermediateSize,
-    hidden_act: "silu",
-    rms_norm_eps: c.rmsNormEps,
-    rope_theta: c.ropeTheta,
-    rope_scaling: null,
     partial_rotary_factor: 1.0,
-    max_position_embeddings: c.contextLength,
-    original_max_position_embeddings: c.contextLength,
-    tie_word_embeddings: false,
-    eos_token_id: c.eosTokenIds[0],
-    pad_token_id: c.padTokenId,
-    torch_dtype: "float32",
-    use_cache: true,
     "transformers.js_config": { dtype: "fp32", use_external_data_format: true },
   };
 }
 
-export function generationConfigJson(c: Phi3Config): Record<string, unknown> {
-  return { eos_token_id: [...c.eosTokenIds], pad_token_id: c.padTokenId, bos_token_id: c.eosTokenIds.at(-1) };
-}
-
-type AddWeight = (name: string, type: DataTypeCode, dims: number[], bytes: Uint8Array) => Promise<void>;
-
-async function buildClassicPhi3Graph(g: OnnxGraph, c: Phi3Config, weights: WeightSource, addWeight: AddWeight): Promise<void> {
-  const { numHeads: H, numKvHeads: KV, headDim: hd, hiddenSize: D } = c;
+async function buildClassicPhi3Graph(g: OnnxGraph, c: Phi3Config, weights: WeightSource, sink: ExternalDataSink): Promise<void> {
+  const { numHeads: H, numKvHeads: KV, headDim: hd } = c;
   const groups = H / KV;
   const F = DataType.FLOAT;
   const I64 = DataType.INT64;
   const i64 = (v: number[]) => g.constInt64(v);
-
-  async function load(name: string, shape: number[]): Promise<Float32Array> {
-    const t = await weights.get(name);
-    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-      throw new Error(`tensor ${name}: shape [${t.shape.join(", ")}], expected [${shape.join(", ")}]`);
-    }
-    return t.data;
-  }
-  async function linear(x: string, name: string, out: number, inp: number): Promise<string> {
-    await addWeight(name, F, [inp, out], float32Bytes(transpose2d(await load(name, [out, inp]), out, inp)));
-    return g.op("MatMul", [x, name]);
-  }
-  async function rmsNorm(x: string, name: string): Promise<string> {
-    await addWeight(name, F, [D], float32Bytes(await load(name, [D])));
-    return g.op("SimplifiedLayerNormalization", [x, name], { axis: -1, epsilon: { float: c.rmsNormEps }, stash_type: 1 });
-  }
+  const blocks = phi3Blocks(g, c, "fp32", weights, sink);
 
   // ---- inputs
   const inputIds = g.input(tjsIo.inputIds, I64, ["batch_size", "sequence_length"]);
@@ -180,19 +128,9 @@ async function buildClassicPhi3Graph(g: OnnxGraph, c: Phi3Config, weights: Weigh
   // ---- RoPE from position_ids
   const rope = rotaryEmbedding(g, c, g.op("Min", [positionIds, i64([c.contextLength - 1])]));
 
-  // ---- embedding and layers
-  const embedName = "model.embed_tokens.weight";
-  await addWeight(embedName, F, [c.vocabSize, D], float32Bytes(await load(embedName, [c.vocabSize, D])));
-  let x = g.op("Gather", [embedName, inputIds], { axis: 0 }); // [B,S,D]
+  // ---- attention over Concat(past, new): the one part that differs from the paged layout
   const alpha = { float: 1 / Math.sqrt(hd) };
-  for (let l = 0; l < c.numLayers; l++) {
-    const p = `model.layers.${l}`;
-    const h = await rmsNorm(x, `${p}.input_layernorm.weight`);
-    const qkv = await linear(h, `${p}.self_attn.qkv_proj.weight`, (H + 2 * KV) * hd, D);
-    const [q, k, v] = g.node("Split", [qkv, i64([H * hd, KV * hd, KV * hd])], { axis: -1 }, 3);
-    const qr = rope(g.op("Reshape", [q, i64([0, 0, H, hd])]));
-    const kr = rope(g.op("Reshape", [k, i64([0, 0, KV, hd])]));
-    const v4 = g.op("Reshape", [v, i64([0, 0, KV, hd])]);
+  const concatAttention: LayerAttention = (l, qr, kr, v4) => {
     // Q grouped by kv head: [B,S,KV,g,hd] → [B,KV,S,g,hd] → [B,KV,S*g,hd] (q head h uses kv head floor(h/g))
     const Q = g.op("Reshape", [g.op("Transpose", [g.op("Reshape", [qr, i64([0, 0, KV, groups, hd])])], { perm: [0, 2, 1, 3, 4] }), i64([0, 0, -1, hd])]);
     const newK = g.op("Transpose", [kr], { perm: [0, 2, 1, 3] }); // [B,KV,S,hd]
@@ -201,23 +139,19 @@ async function buildClassicPhi3Graph(g: OnnxGraph, c: Phi3Config, weights: Weigh
     const V = g.op("Concat", [tjsIo.pastValue(l), newV], { axis: 2 }, "", tjsIo.presentValue(l));
     const scores = g.op("Add", [g.op("FusedMatMul", [Q, K], { transB: 1, alpha }, MS_DOMAIN), mask]);
     const attn = g.op("MatMul", [g.op("Softmax", [scores], { axis: -1 }), V]); // [B,KV,S*g,hd]
-    const merged = g.op("Reshape", [g.op("Transpose", [g.op("Reshape", [attn, i64([0, KV, -1, groups, hd])])], { perm: [0, 2, 1, 3, 4] }), i64([0, 0, H * hd])]);
-    x = g.op("Add", [x, await linear(merged, `${p}.self_attn.o_proj.weight`, D, H * hd)]);
-    const h2 = await rmsNorm(x, `${p}.post_attention_layernorm.weight`);
-    const gu = await linear(h2, `${p}.mlp.gate_up_proj.weight`, 2 * c.intermediateSize, D);
-    const [gate, up] = g.node("Split", [gu, i64([c.intermediateSize, c.intermediateSize])], { axis: -1 }, 2);
-    const act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]);
-    x = g.op("Add", [x, await linear(act, `${p}.mlp.down_proj.weight`, D, c.intermediateSize)]);
-  }
+    return g.op("Reshape", [g.op("Transpose", [g.op("Reshape", [attn, i64([0, KV, -1, groups, hd])])], { perm: [0, 2, 1, 3, 4] }), i64([0, 0, H * hd])]);
+  };
+
+  // ---- embedding and layers (the production builder's)
+  let x = await blocks.embed(inputIds); // [B,S,D]
+  for (let l = 0; l < c.numLayers; l++) x = await blocks.layer(x, l, rope, concatAttention);
 
   // ---- final norm and lm_head on the last K positions only (K = num_logits_to_keep, 0 = all)
   const keep = g.op("Unsqueeze", [numLogitsToKeep, i64([0])]); // [1]
   const keepAll = g.op("Equal", [keep, i64([0])]);
   const K1 = g.op("Min", [g.op("Where", [keepAll, S1, keep]), S1]);
   const kept = g.op("Slice", [x, g.op("Sub", [S1, K1]), S1, i64([1])]); // [B,K,D]
-  const normed = await rmsNorm(kept, "model.norm.weight");
-  const logits = await linear(normed, "lm_head.weight", c.vocabSize, D);
-  g.op("Identity", [logits], {}, "", tjsIo.logits);
+  g.op("Identity", [await blocks.head(kept)], {}, "", tjsIo.logits);
 
   g.output(tjsIo.logits, F, ["batch_size", "logits_length", c.vocabSize]);
   for (let l = 0; l < c.numLayers; l++) {
