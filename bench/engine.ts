@@ -4,14 +4,18 @@
  * The engine under load, on a bench model with seeded random weights and Phi-4's real vocabulary, built
  * once into a cache dir in both our paged layout and the transformers.js layout (build time excluded):
  *  - batch scaling: aggregate decode tokens/s with 1, 4, 16, 32 concurrent requests through the threaded
- *    Engine (64-token prompts, distinct from the first block on so the prefix cache does not help; 64 output
- *    tokens, sampled with a seed; end-of-turn ids banned by logit_bias so every request runs the full length);
+ *    Engine (64-token prompts, distinct from the first block on and fresh for every load, warm-up included:
+ *    freed blocks keep their hashes, so a resubmitted text would hit the prefix cache; the prefix-cache hit
+ *    tokens of every load are reported and must be 0; 64 output tokens, sampled with a seed; end-of-turn ids
+ *    banned by logit_bias so every request runs the full length);
  *  - transformers.js 4.x generating from the same weights, same intra-op threads, same process, same run,
  *    the same sampling (temperature, top_k; eos banned with min_new_tokens): one request, and 16 requests
  *    served sequentially (each takes one request's time, so its rate is the single request's end-to-end
  *    rate) or as one static batch (equal-length prompts, so no padding: its best case); its best counts;
  *  - engine overhead outside session.run at 32 sequences (engine stats), split into runner work (inputs,
- *    K/V write-back) and the rest (schedule, sample, emit); KV bytes = blocks in use × block bytes;
+ *    K/V write-back) and the rest (schedule, sample, emit): with temperature 0.8 + top_k 50 (the TopK
+ *    preselection path) and with the defaults a client gets (temperature 1, no top_k: the sampler's
+ *    full-vocabulary scan); peak KV blocks in use at 32 sequences;
  *  - the host's event-loop delay (p99) while the threaded Engine serves 32 requests, and while
  *    transformers.js generates on the host thread;
  *  - a mixed serving workload (serving-workload.ts): 16 seeded requests with skewed prompt and output lengths,
@@ -161,13 +165,18 @@ function promptMessages(lengths: number[], tag = "Request"): { texts: string[]; 
   return { texts, ids };
 }
 
-function chatBody(text: string, seed: number, maxTokens = OUTPUT_TOKENS): Record<string, unknown> {
+/**
+ * "top_k": temperature 0.8 and top_k 50, the TopK-preselected path (the comparison with transformers.js);
+ * "default": no temperature or top_k, what a client that sets neither gets (temperature 1, full vocabulary).
+ */
+type Sampling = "top_k" | "default";
+
+function chatBody(text: string, seed: number, maxTokens = OUTPUT_TOKENS, sampling: Sampling = "top_k"): Record<string, unknown> {
   return {
     model: "microsoft/phi-4",
     messages: [{ role: "user", content: text }],
     max_tokens: maxTokens,
-    temperature: TEMPERATURE,
-    top_k: TOP_K,
+    ...(sampling === "top_k" ? { temperature: TEMPERATURE, top_k: TOP_K } : {}),
     seed,
     logit_bias: Object.fromEntries(EOS_IDS.map((t) => [String(t), -100])),
   };
@@ -215,30 +224,38 @@ interface EngineLoad extends LoadFigures {
   forwardMs: number;
   steps: number;
   overheadShare: number;
-  kvChecks: Array<{ blocksUsed: number; bytesUsed: number; expectedBytes: number }>;
+  /** Prompt tokens served from the prefix cache during this load: 0 when the prompts are really fresh. */
+  prefixCacheHitTokens: number;
+  /** KV blocks in use, sampled every 200 ms (the block manager's own count). */
+  kvBlocksSampled: number[];
   eventLoopP99Ms?: number;
   eventLoopMaxMs?: number;
 }
 
-async function engineLoad(engine: Engine, texts: string[], runId: string, opts: { eventLoop?: boolean; sampleKv?: boolean } = {}): Promise<EngineLoad> {
+async function engineLoad(
+  engine: Engine,
+  texts: string[],
+  runId: string,
+  opts: { eventLoop?: boolean; sampleKv?: boolean; sampling?: Sampling } = {},
+): Promise<EngineLoad> {
   const before = await engine.stats();
   const histogram = opts.eventLoop ? monitorEventLoopDelay({ resolution: 1 }) : undefined;
   histogram?.enable();
-  const kvChecks: EngineLoad["kvChecks"] = [];
+  const kvBlocksSampled: number[] = [];
   let sampling = opts.sampleKv ?? false;
   const sampler = (async () => {
     while (sampling) {
       await new Promise((r) => setTimeout(r, 200));
       if (!sampling) break;
       const s = await engine.stats();
-      if (s.kvBlocksUsed > 0) kvChecks.push({ blocksUsed: s.kvBlocksUsed, bytesUsed: s.kvBytesUsed, expectedBytes: s.kvBlocksUsed * engine.kvBytesPerBlock });
+      if (s.kvBlocksUsed > 0) kvBlocksSampled.push(s.kvBlocksUsed);
     }
   })();
   const start = performance.now();
   const arrivals: Arrivals = await Promise.all(
     texts.map(async (text, i) => {
       const times: number[] = [];
-      for await (const e of engine.submit({ id: `${runId}-${i}`, request: parse(chatBody(text, 1000 + i)) })) {
+      for await (const e of engine.submit({ id: `${runId}-${i}`, request: parse(chatBody(text, 1000 + i, OUTPUT_TOKENS, opts.sampling)) })) {
         if (e.type === "error") throw new Error(`request ${runId}-${i}: ${e.message}`);
         if (e.type === "delta") {
           const t = performance.now();
@@ -261,7 +278,8 @@ async function engineLoad(engine: Engine, texts: string[], runId: string, opts: 
     forwardMs: d("forwardMs"),
     steps: d("steps"),
     overheadShare: (d("stepMs") - d("sessionRunMs")) / d("stepMs"),
-    kvChecks,
+    prefixCacheHitTokens: d("prefixCacheHitTokens"),
+    kvBlocksSampled,
     ...(histogram ? { eventLoopP99Ms: histogram.percentile(99) / 1e6, eventLoopMaxMs: histogram.max / 1e6 } : {}),
   };
 }
@@ -524,6 +542,8 @@ function mixedResult(m: MixedComparison, shape: MixedShapeName) {
 
 interface Round {
   engine: Map<number, EngineLoad>;
+  /** 32 concurrent with the default sampling (temperature 1, no top_k). */
+  engineDefault32: EngineLoad;
   tjsSingle: LoadFigures;
   tjsBatch16: LoadFigures;
   tjsEventLoopP99Ms: number;
@@ -531,12 +551,18 @@ interface Round {
 }
 
 /** One round: each of our loads next to the transformers.js load it is compared with, so machine noise hits both alike. */
-async function round(r: number, engine: Engine, model: PreTrainedModel, texts: string[], ids: number[][], args: Args): Promise<Round> {
+async function round(r: number, engine: Engine, model: PreTrainedModel, ids: number[][], args: Args): Promise<Round> {
   const loads = new Map<number, EngineLoad>();
-  const ours = async (n: number, opts: { eventLoop?: boolean; sampleKv?: boolean } = {}) => {
-    const l = await engineLoad(engine, texts.slice(0, n), `r${r}-c${n}`, opts);
-    loads.set(n, l);
-    log(args, `  round ${r + 1}: engine ${String(n).padStart(2)} concurrent: ${l.decodeTokensPerSec.toFixed(1)} decode tok/s, ${l.e2eTokensPerSec.toFixed(1)} e2e tok/s, outside run ${(l.overheadShare * 100).toFixed(1)}%`);
+  const ours = async (n: number, opts: { eventLoop?: boolean; sampleKv?: boolean; sampling?: Sampling } = {}) => {
+    const sampling = opts.sampling ?? "top_k";
+    // Fresh texts for every load: nothing this engine has seen before, so the prefix cache cannot help.
+    const { texts } = promptMessages(Array(n).fill(PROMPT_TOKENS), `Round ${r + 1} load ${n} ${sampling} request`);
+    const l = await engineLoad(engine, texts, `r${r}-c${n}-${sampling}`, opts);
+    log(
+      args,
+      `  round ${r + 1}: engine ${String(n).padStart(2)} concurrent (${sampling}): ${l.decodeTokensPerSec.toFixed(1)} decode tok/s, ${l.e2eTokensPerSec.toFixed(1)} e2e tok/s, outside run ${(l.overheadShare * 100).toFixed(1)}%, prefix-cache hits ${l.prefixCacheHitTokens} tokens`,
+    );
+    return l;
   };
   const theirs = async (rows: number[][]) => {
     const histogram = monitorEventLoopDelay({ resolution: 1 });
@@ -547,13 +573,14 @@ async function round(r: number, engine: Engine, model: PreTrainedModel, texts: s
     log(args, `  round ${r + 1}: transformers.js ${String(rows.length).padStart(2)} rows: ${f.decodeTokensPerSec.toFixed(1)} decode tok/s, ${f.e2eTokensPerSec.toFixed(1)} e2e tok/s`);
     return { f, p99: histogram.percentile(99) / 1e6 };
   };
-  await ours(1);
+  loads.set(1, await ours(1));
   const single = await theirs([ids[r % ids.length]]);
-  await ours(16);
+  loads.set(16, await ours(16));
   const batch = await theirs(ids.slice(0, 16));
-  await ours(32, { eventLoop: true, sampleKv: true });
-  await ours(4);
-  return { engine: loads, tjsSingle: single.f, tjsBatch16: batch.f, tjsEventLoopP99Ms: single.p99, loadAverage: os.loadavg()[0] };
+  loads.set(32, await ours(32, { eventLoop: true, sampleKv: true }));
+  const default32 = await ours(32, { sampling: "default" });
+  loads.set(4, await ours(4));
+  return { engine: loads, engineDefault32: default32, tjsSingle: single.f, tjsBatch16: batch.f, tjsEventLoopP99Ms: single.p99, loadAverage: os.loadavg()[0] };
 }
 
 async function main(): Promise<void> {
@@ -561,7 +588,8 @@ async function main(): Promise<void> {
   const { pagedDir, tjsRoot, tjsName, buildSec } = await benchModels(args);
   const concurrency = [1, 4, 16, 32];
   const maxN = Math.max(...concurrency);
-  const { texts, ids } = promptMessages(Array(maxN).fill(PROMPT_TOKENS));
+  // transformers.js has no prefix cache: it may see the same texts every round.
+  const { ids } = promptMessages(Array(maxN).fill(PROMPT_TOKENS));
   const rounds = args.mixedOnly ? 0 : args.quick ? 1 : 3;
   const loadBefore = os.loadavg()[0];
   // Room for every mixed request at once too (so nothing there is preempted for lack of blocks).
@@ -582,9 +610,9 @@ async function main(): Promise<void> {
   try {
     model = await loadTransformersJs(tjsRoot, tjsName, args.threads);
     log(args, "warming up both ...");
-    await engineLoad(engine, texts.slice(0, 2), "warmup");
+    await engineLoad(engine, promptMessages([PROMPT_TOKENS, PROMPT_TOKENS], "Warm-up request").texts, "warmup");
     await transformersGenerate(model, [ids[0]]);
-    for (let r = 0; r < rounds; r++) results.push(await round(r, engine, model, texts, ids, args));
+    for (let r = 0; r < rounds; r++) results.push(await round(r, engine, model, ids, args));
     log(args, "mixed serving workload ...");
     mixed = await mixedComparison(engine, model, args);
   } finally {
@@ -608,9 +636,8 @@ async function main(): Promise<void> {
   const perStep = (n: number, f: (l: EngineLoad) => number) => eng(n, (l) => f(l) / l.steps);
   const tjsSeq16 = (r: Round) => r.tjsSingle.e2eTokensPerSec; // 16 requests one after another: each takes one request's time
   const tjsBest16 = (r: Round) => Math.max(r.tjsBatch16.e2eTokensPerSec, tjsSeq16(r));
-  const kvChecks = results.flatMap((r) => r.engine.get(maxN)!.kvChecks);
+  const kvBlocksSampled = results.flatMap((r) => r.engine.get(maxN)!.kvBlocksSampled);
   const c = BENCH_CONFIG;
-  const blockBytes = 2 * c.numLayers * c.numKvHeads * BLOCK_SIZE * c.headDim * 4;
 
   const result = {
     bench: "engine",
@@ -629,11 +656,23 @@ async function main(): Promise<void> {
     transformers_js_16_mixed_best_tokens_per_sec: mixedFigures.poisson.transformers_js_best_tokens_per_sec,
     transformers_js_16_mixed_best: mixedFigures.poisson.transformers_js_best,
     overhead_share_32: eng(maxN, (l) => l.overheadShare),
+    /** The same at the defaults a client gets (temperature 1, no top_k): the full-vocabulary scan. */
+    overhead_share_32_default_sampling: med((r) => r.engineDefault32.overheadShare),
+    engine_32_default_sampling: {
+      decode_tokens_per_sec: med((r) => r.engineDefault32.decodeTokensPerSec),
+      step_ms: med((r) => r.engineDefault32.stepMs / r.engineDefault32.steps),
+      session_run_ms: med((r) => r.engineDefault32.sessionRunMs / r.engineDefault32.steps),
+      schedule_sample_emit_ms: med((r) => (r.engineDefault32.stepMs - r.engineDefault32.forwardMs) / r.engineDefault32.steps),
+    },
+    /** Prompt tokens served from the prefix cache, per load and round: every prompt is fresh, so all 0. */
+    prefix_cache_hit_tokens: Object.fromEntries([
+      ...concurrency.map((n) => [String(n), results.map((r) => r.engine.get(n)!.prefixCacheHitTokens)]),
+      ["32_default_sampling", results.map((r) => r.engineDefault32.prefixCacheHitTokens)],
+    ]),
     event_loop_p99_ms: eng(maxN, (l) => l.eventLoopP99Ms!),
     event_loop_max_ms: eng(maxN, (l) => l.eventLoopMaxMs!),
-    kv_bytes_consistent: kvChecks.length > 0 && kvChecks.every((k) => k.bytesUsed === k.expectedBytes) && blockBytes === engine.kvBytesPerBlock,
     kv_block_bytes: engine.kvBytesPerBlock,
-    kv_blocks_used_peak_at_32: Math.max(0, ...kvChecks.map((k) => k.blocksUsed)),
+    kv_blocks_used_peak_at_32: Math.max(0, ...kvBlocksSampled),
     kv_blocks_needed_at_32: maxN * Math.ceil((PROMPT_TOKENS + OUTPUT_TOKENS) / BLOCK_SIZE),
     engine_decode_tokens_per_sec: Object.fromEntries(concurrency.map((n) => [n, decode(n)])),
     engine_e2e_tokens_per_sec: Object.fromEntries(concurrency.map((n) => [n, e2e(n)])),
@@ -691,13 +730,16 @@ function printTable(r: any, concurrency: number[]): void {
   console.log(`  vs_transformers_js_16 (its best) | ${f(r.vs_transformers_js_16, 2).padStart(6)} | ≥ 4    ${ok(r.vs_transformers_js_16 >= 4)} (its best: ${r.transformers_js_16_best})`);
   console.log(`  vs_transformers_js_16_sequential | ${f(r.vs_transformers_js_16_sequential, 2).padStart(6)} |`);
   console.log(`  vs_transformers_js_16_mixed      | ${f(r.vs_transformers_js_16_mixed, 2).padStart(6)} | ≥ 4    ${ok(r.vs_transformers_js_16_mixed >= 4)} (Poisson arrivals; its best: ${r.transformers_js_16_mixed_best}; all at t = 0: ${f(r.vs_transformers_js_16_mixed_burst, 2)})`);
-  console.log(`  overhead_share_32                | ${f(r.overhead_share_32, 3).padStart(6)} | ≤ 0.10 ${ok(r.overhead_share_32 <= 0.1)}`);
+  console.log(`  overhead_share_32                | ${f(r.overhead_share_32, 3).padStart(6)} | ≤ 0.10 ${ok(r.overhead_share_32 <= 0.1)} (temperature ${TEMPERATURE}, top_k ${TOP_K})`);
+  console.log(`  overhead_share_32, defaults      | ${f(r.overhead_share_32_default_sampling, 3).padStart(6)} | ≤ 0.10 ${ok(r.overhead_share_32_default_sampling <= 0.1)} (temperature 1, no top_k: ${f(r.engine_32_default_sampling.schedule_sample_emit_ms, 1)} ms of a ${f(r.engine_32_default_sampling.step_ms, 1)} ms step)`);
+  const hits = r.prefix_cache_hit_tokens as Record<string, number[]>;
+  console.log(`  prefix-cache hit tokens per load (rounds): ${Object.entries(hits).map(([k, v]) => `${k}: ${v.join("/")}`).join(", ")}`);
   console.log(`  event_loop_p99_ms                | ${f(r.event_loop_p99_ms, 2).padStart(6)} | < 20   ${ok(r.event_loop_p99_ms < 20)} (max ${f(r.event_loop_max_ms, 1)} ms)`);
   const b = r.best_of_rounds;
   console.log(`  best of rounds (least disturbed): scaling_32_over_1 ${f(b.scaling_32_over_1, 2)}, vs_transformers_js_1 ${f(b.vs_transformers_js_1, 2)}, vs_transformers_js_16 ${f(b.vs_transformers_js_16, 2)}`);
   console.log(`    engine decode tok/s ${concurrency.map((n) => `${n}: ${f(b.engine_decode_tokens_per_sec[n])}`).join(", ")}; 16 e2e ${f(b.engine_16_e2e_tokens_per_sec)}; transformers.js 1: ${f(b.transformers_js_1_decode_tokens_per_sec)}, 16: ${f(b.transformers_js_16_best_tokens_per_sec)}`);
   printMixed(r.mixed_16);
-  console.log(`\n  KV bytes = blocks in use × ${r.kv_block_bytes} B per block: ${r.kv_bytes_consistent ? "yes" : "NO"} (peak ${r.kv_blocks_used_peak_at_32} blocks at 32 sequences; ${r.kv_blocks_needed_at_32} needed for 32 × ${PROMPT_TOKENS + OUTPUT_TOKENS} tokens)`);
+  console.log(`\n  KV blocks in use at 32 sequences: peak ${r.kv_blocks_used_peak_at_32} (${r.kv_blocks_needed_at_32} needed for 32 × ${PROMPT_TOKENS + OUTPUT_TOKENS} tokens; ${r.kv_block_bytes} B per block)`);
 }
 
 function printMixed(m: ReturnType<typeof mixedResult>): void {

@@ -29,6 +29,8 @@ export interface RunnerOptions {
   intraOpThreads?: number;
   numBlocks: number;
   blockSize: number;
+  /** Benchmarks only: onnxruntime writes a per-operator profile (JSON, path prefix) when the runner is released. */
+  profileFilePrefix?: string;
 }
 
 /** A prefill run may compute at most this many padded tokens per real one (else it is split). */
@@ -108,6 +110,7 @@ export class ModelRunner implements StepRunner {
       intraOpNumThreads: options.intraOpThreads ?? os.availableParallelism(),
       interOpNumThreads: 1,
       executionMode: "sequential",
+      ...(options.profileFilePrefix ? { enableProfiling: true, profileFilePrefix: options.profileFilePrefix } : {}),
     };
     let session: ort.InferenceSession;
     try {

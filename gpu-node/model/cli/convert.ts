@@ -1,5 +1,5 @@
 /**
- * npm run model:convert -- --from HF_DIR --out DIR --dtype fp32|fp16|int4 [--layout host|device] [--force]
+ * npm run model:convert -- --from HF_DIR --out DIR --dtype fp32|fp16|int8|int4 [--layout host|device] [--force]
  *
  * --layout device writes the graph for GPUs (WebGPU execution provider, KV cache on the device; fp16 or
  * int4 only); the default host layout runs on any provider with the KV cache in host memory.
@@ -21,7 +21,7 @@ import { writeModel } from "../write-model.ts";
 import { DEVICE_DTYPES } from "../graph/device-decoder-graph.ts";
 import { MODEL_LAYOUTS, type ModelLayout } from "../model-files.ts";
 
-const DTYPES = ["fp32", "fp16", "int4"] as const;
+const DTYPES = ["fp32", "fp16", "int8", "int4"] as const;
 type Dtype = (typeof DTYPES)[number];
 
 class UsageError extends Error {}
@@ -32,7 +32,7 @@ class InterruptedError extends Error {
   }
 }
 
-const USAGE = "usage: npm run model:convert -- --from HF_DIR --out DIR --dtype fp32|fp16|int4 [--layout host|device] [--force]";
+const USAGE = "usage: npm run model:convert -- --from HF_DIR --out DIR --dtype fp32|fp16|int8|int4 [--layout host|device] [--force]";
 
 async function main(): Promise<void> {
   let values: { from?: string; out?: string; dtype?: string; layout?: string; force?: boolean; help?: boolean };

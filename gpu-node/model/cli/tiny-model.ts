@@ -1,6 +1,6 @@
 /**
  * `npm run model:tiny -- --out DIR [--seed N] [--layers L --hidden H --heads A --kv-heads K --intermediate I]
- *  [--dtype fp32|fp16|int4] [--layout host|device]`
+ *  [--dtype fp32|fp16|int8|int4] [--layout host|device]`
  * The device layout (fp16 or int4, default fp16) runs on the WebGPU execution provider with the KV cache
  * on the device; `--layout device --dtype fp32` is refused.
  * Writes a Phi-3 model with seeded random weights and Phi-4's real vocabulary (so the real tokenizer

@@ -31,18 +31,24 @@
  *   RMSNorm = SimplifiedLayerNormalization (default domain, float32 stash). MLP = down(silu(gate) * up).
  *   Final norm and lm_head run only on the B selected positions.
  * Weights: fp32 MatMul on [in, out]; fp16 stores float16 [in, out] and Casts to float32 (computation and
- * KV cache stay float32, so the CPU EP runs it; ORT folds the Cast at load); int4 uses com.microsoft
+ * KV cache stay float32, so the CPU EP runs it; ORT folds the Cast at load, below its 1 GiB limit); the
+ * fp16 embedding table is gathered first and only the gathered rows are cast; int4 uses com.microsoft
  * MatMulNBits (bits 4, block 32, symmetric: no zero_points, default zero point 8) for every Linear
- * including lm_head, with the embedding table stored float16. Norm weights stay float32.
+ * including lm_head, with the embedding table stored float16; int8 is the same with MatMulNBits bits 8
+ * (block 32, symmetric, default zero point 128) and accuracy_level 4: the CPU EP then quantises each
+ * activation block to int8 and multiplies in integers; without it, it dequantises every weight on every
+ * run, many times slower. Norm weights stay float32.
  */
 import type { Phi3Config } from "../phi3-config.ts";
 import type { WeightSource } from "../weights.ts";
 import { DataType, MS_DOMAIN, OnnxGraph, type DataTypeCode } from "./onnx-graph.ts";
-import { INT4_BLOCK_SIZE, float32Bytes, quantizeInt4, toFloat16Bytes, transpose2d } from "./weight-encoding.ts";
+import { INT4_BLOCK_SIZE, INT8_BLOCK_SIZE, float32Bytes, quantizeInt4, quantizeInt8, toFloat16Bytes, transpose2d } from "./weight-encoding.ts";
 
 export const LAYOUT_VERSION = 1;
-export type ModelDtype = "fp32" | "fp16" | "int4";
-export const MODEL_DTYPES: readonly ModelDtype[] = ["fp32", "fp16", "int4"];
+export type ModelDtype = "fp32" | "fp16" | "int8" | "int4";
+export const MODEL_DTYPES: readonly ModelDtype[] = ["fp32", "fp16", "int8", "int4"];
+/** MatMulNBits accuracy_level for int8 weights: int8 activations and integer dot products (see above). */
+export const INT8_ACCURACY_LEVEL = 4;
 
 /** Where weight bytes go (inline in the .onnx or into the external-data file): the writer decides. */
 export interface InitializerSink {
@@ -66,7 +72,13 @@ export const io = {
 /** Bytes the weights take in the given dtype (decides inline vs external data before streaming starts). */
 export function weightBytes(c: Phi3Config, dtype: ModelDtype): number {
   const linear = (out: number, inp: number): number =>
-    dtype === "fp32" ? out * inp * 4 : dtype === "fp16" ? out * inp * 2 : out * Math.ceil(inp / INT4_BLOCK_SIZE) * (16 + 4);
+    dtype === "fp32"
+      ? out * inp * 4
+      : dtype === "fp16"
+        ? out * inp * 2
+        : dtype === "int8"
+          ? out * Math.ceil(inp / INT8_BLOCK_SIZE) * (INT8_BLOCK_SIZE + 4)
+          : out * Math.ceil(inp / INT4_BLOCK_SIZE) * (INT4_BLOCK_SIZE / 2 + 4);
   const qkv = (c.numHeads + 2 * c.numKvHeads) * c.headDim;
   const perLayer =
     linear(qkv, c.hiddenSize) +
@@ -118,6 +130,12 @@ export function phi3Blocks(g: OnnxGraph, c: Phi3Config, dtype: ModelDtype, weigh
       await sink.add(`${name}.scales`, F, [out * q.blocksPerRow], float32Bytes(q.scales));
       return g.op("MatMulNBits", [x, `${name}.q4`, `${name}.scales`], { K: inp, N: out, bits: 4, block_size: INT4_BLOCK_SIZE }, MS_DOMAIN);
     }
+    if (dtype === "int8") {
+      const q = quantizeInt8(w, out, inp);
+      await sink.add(`${name}.q8`, DataType.UINT8, [out, q.blocksPerRow, INT8_BLOCK_SIZE], q.codes);
+      await sink.add(`${name}.scales`, F, [out * q.blocksPerRow], float32Bytes(q.scales));
+      return g.op("MatMulNBits", [x, `${name}.q8`, `${name}.scales`], { K: inp, N: out, bits: 8, block_size: INT8_BLOCK_SIZE, accuracy_level: INT8_ACCURACY_LEVEL }, MS_DOMAIN);
+    }
     const wt = transpose2d(w, out, inp);
     if (dtype === "fp16") {
       await sink.add(`${name}.fp16`, DataType.FLOAT16, [inp, out], toFloat16Bytes(wt));
@@ -135,15 +153,15 @@ export function phi3Blocks(g: OnnxGraph, c: Phi3Config, dtype: ModelDtype, weigh
   async function embed(inputIds: string): Promise<string> {
     const embedName = "model.embed_tokens.weight";
     const embed = await load(embedName, [c.vocabSize, D]);
-    let table: string;
     if (dtype === "fp32") {
       await sink.add(embedName, F, [c.vocabSize, D], float32Bytes(embed));
-      table = embedName;
-    } else {
-      await sink.add(`${embedName}.fp16`, DataType.FLOAT16, [c.vocabSize, D], toFloat16Bytes(embed));
-      table = g.op("Cast", [`${embedName}.fp16`], { to: F });
+      return g.op("Gather", [embedName, inputIds], { axis: 0 }); // [B,S,D]
     }
-    return g.op("Gather", [table, inputIds], { axis: 0 }); // [B,S,D]
+    // Gather the fp16 rows, then cast only those: a Cast of the whole table is folded at load only below
+    // onnxruntime's 1 GiB constant-folding limit, and Phi-4's table (100352 × 5120) is 2 GiB in fp32, so
+    // it would be cast again on every run.
+    await sink.add(`${embedName}.fp16`, DataType.FLOAT16, [c.vocabSize, D], toFloat16Bytes(embed));
+    return g.op("Cast", [g.op("Gather", [`${embedName}.fp16`, inputIds], { axis: 0 })], { to: F }); // [B,S,D]
   }
 
   async function layer(x: string, l: number, rope: (x: string) => string, attend: LayerAttention): Promise<string> {

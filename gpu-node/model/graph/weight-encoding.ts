@@ -1,6 +1,6 @@
 /**
  * How one Hugging Face tensor becomes ONNX initializer bytes: transposes for MatMul, float16 bits,
- * and the 4-bit blocks of com.microsoft MatMulNBits.
+ * and the 4-bit and 8-bit blocks of com.microsoft MatMulNBits.
  */
 
 /** HF Linear weight [out, in] → MatMul right operand [in, out]. */
@@ -100,6 +100,46 @@ export function quantizeInt4(w: Float32Array, n: number, k: number): Int4Weight 
     }
   }
   return { packed, scales, blocksPerRow };
+}
+
+export const INT8_BLOCK_SIZE = 32;
+
+export interface Int8Weight {
+  /** uint8 [N, blocksPerRow, 32]: one 8-bit code per byte. */
+  codes: Uint8Array;
+  /** float32 [N * blocksPerRow]. */
+  scales: Float32Array;
+  blocksPerRow: number;
+}
+
+/**
+ * Symmetric 8-bit quantisation for MatMulNBits bits 8 (no zero_points input, so the op's default zero
+ * point 128 applies): per block of 32 input features of one output row, scale = max|w| / 127,
+ * code = round(w/scale) + 128 clamped to [1, 255]. Same B layout as int4 ([N=out, K=in] rows);
+ * K not a multiple of 32 is zero-padded (code 128) in the last block.
+ */
+export function quantizeInt8(w: Float32Array, n: number, k: number): Int8Weight {
+  const blocksPerRow = Math.ceil(k / INT8_BLOCK_SIZE);
+  const codes = new Uint8Array(n * blocksPerRow * INT8_BLOCK_SIZE).fill(128);
+  const scales = new Float32Array(n * blocksPerRow);
+  for (let row = 0; row < n; row++) {
+    const rowBase = row * k;
+    for (let b = 0; b < blocksPerRow; b++) {
+      const start = b * INT8_BLOCK_SIZE;
+      const end = Math.min(start + INT8_BLOCK_SIZE, k);
+      let amax = 0;
+      for (let i = start; i < end; i++) amax = Math.max(amax, Math.abs(w[rowBase + i]));
+      const scale = amax / 127;
+      scales[row * blocksPerRow + b] = scale;
+      const inv = scale === 0 ? 0 : 1 / scale;
+      const outBase = (row * blocksPerRow + b) * INT8_BLOCK_SIZE - start;
+      for (let i = start; i < end; i++) {
+        const q = Math.round(w[rowBase + i] * inv) + 128;
+        codes[outBase + i] = q < 1 ? 1 : q > 255 ? 255 : q;
+      }
+    }
+  }
+  return { codes, scales, blocksPerRow };
 }
 
 function quant(x: number): number {

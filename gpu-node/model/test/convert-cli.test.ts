@@ -69,6 +69,20 @@ describe("model:convert", () => {
   });
 
   it.each([
+    ["int8", 8],
+    ["int4", 4],
+  ])("--dtype %s writes every Linear as MatMulNBits with bits %d", async (dtype, bits) => {
+    const r = await convertCheckpoint(`quantized-${dtype}`, { dtype: "BF16" }, dtype);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(await readFile(join(r.out, "model-config.json"), "utf8")).dtype).toBe(dtype);
+    const graph = (await readFile(join(r.out, "model.onnx"))).toString("latin1");
+    // 2 layers × (qkv, o, gate_up, down) + lm_head, and no float MatMul left over a Linear weight.
+    expect(graph.match(/MatMulNBits/g)?.length).toBeGreaterThanOrEqual(9);
+    expect(graph).toContain(dtype === "int8" ? "lm_head.weight.q8" : "lm_head.weight.q4");
+    expect(graph).not.toContain(dtype === "int8" ? "lm_head.weight.q4" : "lm_head.weight.q8");
+  });
+
+  it.each([
     ["wrong architecture", { configOverrides: { architectures: ["LlamaForCausalLM"] } }, /config\.json: architectures is \["LlamaForCausalLM"\], expected one including "Phi3ForCausalLM"/],
     ["rope scaling set", { configOverrides: { rope_scaling: { type: "longrope", short_factor: [1], long_factor: [1] } } }, /config\.json: rope_scaling is .*longrope.* not supported/],
     ["missing tensor", { omitTensors: ["model.layers.1.mlp.down_proj.weight"] }, /tensor model\.layers\.1\.mlp\.down_proj\.weight is missing/],
@@ -84,9 +98,9 @@ describe("model:convert", () => {
   it("refuses bad flags and a non-empty --out with exit 2, touching nothing", async () => {
     const from = join(root, "flags");
     await writeRandomHfCheckpoint(from);
-    const badDtype = await convert(["--from", from, "--out", join(root, "flags-out"), "--dtype", "int8"]);
+    const badDtype = await convert(["--from", from, "--out", join(root, "flags-out"), "--dtype", "int2"]);
     expect(badDtype.code).toBe(2);
-    expect(errorLine(badDtype)).toMatch(/--dtype int8 is not one of fp32, fp16, int4/);
+    expect(errorLine(badDtype)).toMatch(/--dtype int2 is not one of fp32, fp16, int8, int4/);
     const noFrom = await convert(["--out", join(root, "flags-out"), "--dtype", "fp32"]);
     expect(noFrom.code).toBe(2);
     expect(errorLine(noFrom)).toMatch(/--from, --out and --dtype are required/);

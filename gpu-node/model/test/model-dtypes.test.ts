@@ -6,7 +6,7 @@ import { RandomWeights } from "../random-weights.ts";
 import { writeModel } from "../write-model.ts";
 import { tinyConfig } from "../tiny-model.ts";
 import { ModelRunner } from "../../runner/model-runner.ts";
-import { float32ToFloat16Bits, quantizeInt4 } from "../graph/weight-encoding.ts";
+import { float32ToFloat16Bits, quantizeInt4, quantizeInt8 } from "../graph/weight-encoding.ts";
 
 const config = tinyConfig();
 const prompt = Array.from({ length: 24 }, (_, i) => (i * 4099 + 11) % 100_000);
@@ -99,6 +99,23 @@ describe("model dtypes and external data", () => {
     expect(err).toBeGreaterThan(0); // really quantised
   });
 
+  it("int8 weights: MatMulNBits bits 8, logits much nearer fp32 than int4", async () => {
+    const out = path.join(dir, "int8");
+    await writeModel(config, new RandomWeights(config, 3), { outDir: out, dtype: "int8" });
+    const logits = await logitsOf(out);
+    const err = relativeError(logits, reference);
+    console.log(`int8 relative logit error vs fp32: ${err.toExponential(2)}, cosine ${cosine(logits, reference).toFixed(6)}`);
+    // 127 levels per block instead of 7 (≈ 18× finer than int4); activations are rounded to int8 too (accuracy_level 4).
+    expect(err).toBeLessThan(0.03);
+    expect(cosine(logits, reference)).toBeGreaterThan(0.9995);
+    expect(err).toBeGreaterThan(0); // really quantised
+    const size32 = (await stat(path.join(dir, "fp32", "model.onnx"))).size;
+    const size8 = (await stat(path.join(out, "model.onnx"))).size;
+    // Linear weights take 36 bytes per 32 values (codes + a float32 scale), the embedding table fp16.
+    expect(size8).toBeLessThan(size32 * 0.45);
+    expect(size8).toBeGreaterThan(size32 * 0.3);
+  });
+
   it("float16 conversion rounds to nearest even and handles the edges", () => {
     expect(float32ToFloat16Bits(1)).toBe(0x3c00);
     expect(float32ToFloat16Bits(-2)).toBe(0xc000);
@@ -120,5 +137,22 @@ describe("model dtypes and external data", () => {
     expect(q.scales[0]).toBe(1);
     expect(q.packed[0]).toBe(15 | (1 << 4));
     expect(q.packed[1]).toBe(11 | (8 << 4));
+  });
+
+  it("int8 codes: symmetric around 128, one byte per value, max maps to ±127, short rows padded with 128", () => {
+    const w = new Float32Array(40);
+    w[0] = 127;
+    w[1] = -127;
+    w[2] = 3.4;
+    w[3] = -0.6;
+    w[33] = 2; // second block of a 40-wide row: 8 values, 24 padding codes
+    const q = quantizeInt8(w, 1, 40);
+    expect(q.blocksPerRow).toBe(2);
+    expect(q.codes).toHaveLength(64);
+    expect(q.scales[0]).toBe(1);
+    expect(Array.from(q.codes.subarray(0, 5))).toEqual([255, 1, 131, 127, 128]);
+    expect(q.scales[1]).toBeCloseTo(2 / 127, 7);
+    expect(Array.from(q.codes.subarray(32, 35))).toEqual([128, 255, 128]);
+    expect(q.codes.subarray(40).every((c) => c === 128)).toBe(true);
   });
 });

@@ -19,13 +19,18 @@ import type { Tensor32, WeightSource } from "../weights.ts";
 /** The values a weight takes in some storage format, by tensor name (HF layout, same length). */
 export type WeightRounding = (name: string, tensor: Tensor32) => Float32Array;
 
+/**
+ * Weights are kept as the float32 values the file holds (every format here is float32 or narrower) and
+ * widened exactly on every read, so the arithmetic is float64 throughout at half the memory: a
+ * Phi-4-layer-shaped model (bench/phi4-layer.ts) fits in 7 GB instead of 14.
+ */
 interface LayerWeights {
-  inputNorm: Float64Array;
-  qkv: Float64Array;
-  o: Float64Array;
-  postNorm: Float64Array;
-  gateUp: Float64Array;
-  down: Float64Array;
+  inputNorm: Float32Array;
+  qkv: Float32Array;
+  o: Float32Array;
+  postNorm: Float32Array;
+  gateUp: Float32Array;
+  down: Float32Array;
 }
 
 /** One sequence's keys and values so far, per layer: position-major [pos][kvHead][dim]. */
@@ -45,14 +50,14 @@ export class ReferenceKvCache {
 export class ReferencePhi3 {
   private constructor(
     readonly config: Phi3Config,
-    private readonly embed: Float64Array,
+    private readonly embed: Float32Array,
     private readonly layers: LayerWeights[],
-    private readonly finalNorm: Float64Array,
-    private readonly lmHead: Float64Array,
+    private readonly finalNorm: Float32Array,
+    private readonly lmHead: Float32Array,
   ) {}
 
   /**
-   * Loads every weight as float64 (the values the file holds, widened exactly). `roundWeight`, if
+   * Loads every weight (the values the file holds; widened exactly to float64 when read). `roundWeight`, if
    * given, replaces a tensor's values first: a test models a storage format's rounding with it
    * (fp16, int4) to check the graph computes exactly with the rounded weights.
    */
@@ -60,7 +65,7 @@ export class ReferencePhi3 {
     const get = async (name: string, size: number) => {
       const t = await weights.get(name);
       if (t.data.length !== size) throw new Error(`reference: ${name} has ${t.data.length} values, expected ${size}`);
-      return Float64Array.from(roundWeight ? roundWeight(name, t) : t.data);
+      return roundWeight ? roundWeight(name, t) : t.data;
     };
     const { vocabSize: V, hiddenSize: H, numHeads, numKvHeads, headDim, intermediateSize: I } = config;
     const embed = await get("model.embed_tokens.weight", V * H);
@@ -113,7 +118,7 @@ export class ReferencePhi3 {
     const { hiddenSize: H, numHeads, numKvHeads, headDim, intermediateSize: I, vocabSize } = this.config;
     if (!Number.isInteger(token) || token < 0 || token >= vocabSize) throw new Error(`reference: token ${token} outside the vocabulary`);
     const position = cache.length;
-    const x = this.embed.slice(token * H, (token + 1) * H);
+    const x = Float64Array.from(this.embed.subarray(token * H, (token + 1) * H));
     const qSize = numHeads * headDim;
     const kvSize = numKvHeads * headDim;
     const groupSize = numHeads / numKvHeads;
@@ -186,7 +191,7 @@ export function relativeLogitError(actual: ArrayLike<number>, expected: ArrayLik
   return maxDiff / maxRef;
 }
 
-function rmsNorm(x: Float64Array, weight: Float64Array, eps: number): Float64Array {
+function rmsNorm(x: Float64Array, weight: Float32Array, eps: number): Float64Array {
   let sumSquares = 0;
   for (let i = 0; i < x.length; i++) sumSquares += x[i] * x[i];
   const inv = 1 / Math.sqrt(sumSquares / x.length + eps);
@@ -196,7 +201,7 @@ function rmsNorm(x: Float64Array, weight: Float64Array, eps: number): Float64Arr
 }
 
 /** y = W x for W stored [rows, cols] row-major (a Hugging Face Linear weight, [out, in]). */
-function matVec(w: Float64Array, x: Float64Array, rows: number, cols: number): Float64Array {
+function matVec(w: Float32Array, x: Float64Array, rows: number, cols: number): Float64Array {
   const y = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
     let s = 0;

@@ -1,11 +1,12 @@
 /**
  * The converted ONNX model, run by the ModelRunner, against the independent float64 reference:
  * a random tiny Hugging Face checkpoint (bf16, sharded, real tensor names; and an f32 one) is
- * converted with `npm run model:convert` to fp32, fp16 and int4; the reference reads the same
+ * converted with `npm run model:convert` to fp32, fp16, int8 and int4; the reference reads the same
  * safetensors directly.
  *
  *   fp32: prefill and 16 cached decode steps agree to a relative error < 1e-4;
- *   fp16, int4: agree to < 1e-4 with the reference run on the same rounded weights; the error
+ *   fp16, int4: agree to < 1e-4 with the reference run on the same rounded weights (int8, which also
+ *     rounds activations to int8, to < 0.05); the error
  *     against the exact weights is measured and printed (asserted only against a loose bound);
  *   greedy generation of 64 tokens with the KV cache equals greedy generation by full recompute;
  *   a ragged batch of 8 rows gives each row the logits it gets when run alone.
@@ -21,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ModelRunner } from "../../runner/model-runner.ts";
 import type { BatchRow } from "../../runner/step-runner.ts";
 import { ReferencePhi3, relativeLogitError, type WeightRounding } from "./reference-forward.ts";
-import { FP16_WEIGHTS, INT4_WEIGHTS } from "./weight-rounding.ts";
+import { FP16_WEIGHTS, INT4_WEIGHTS, INT8_WEIGHTS } from "./weight-rounding.ts";
 import { TEST_PHI3_CONFIG, writeRandomHfCheckpoint } from "./random-hf-checkpoint.ts";
 import { seededUniform } from "../../../shared/seeded-uniform.ts";
 
@@ -35,7 +36,7 @@ const NUM_BLOCKS = 512;
 
 /**
  * One converted model per case. "same rounding" is the reference run with the weights the model
- * stores (fp16/int4 rounding modelled in weight-rounding.ts): it must match as tightly as fp32 does,
+ * stores (fp16/int8/int4 rounding modelled in weight-rounding.ts): it must match as tightly as fp32 does,
  * so a wrong packing or cast cannot hide inside the quantization error. "exact" is the reference with
  * the checkpoint's own values: the error a user of that dtype gets, measured and reported.
  * A bf16 checkpoint (as Phi-4 ships) loses nothing in fp16 (bf16's 8 mantissa bits fit in fp16's 10),
@@ -44,7 +45,7 @@ const NUM_BLOCKS = 512;
 interface Case {
   label: string;
   checkpoint: "bf16" | "f32";
-  dtype: "fp32" | "fp16" | "int4";
+  dtype: "fp32" | "fp16" | "int8" | "int4";
   rounding?: WeightRounding;
   /** Bound on the error against the exact reference: tight where nothing is lost, loose (sanity) otherwise. */
   exactBound: number;
@@ -55,6 +56,10 @@ const CASES: Case[] = [
   { label: "fp32 from bf16", checkpoint: "bf16", dtype: "fp32", exactBound: 1e-4, sameRoundingBound: 1e-4 },
   { label: "fp16 from bf16", checkpoint: "bf16", dtype: "fp16", exactBound: 1e-4, sameRoundingBound: 1e-4 },
   { label: "fp16 from f32", checkpoint: "f32", dtype: "fp16", rounding: FP16_WEIGHTS, exactBound: 1e-2, sameRoundingBound: 1e-4 },
+  // int8 also quantises each activation block to int8 (MatMulNBits accuracy_level 4, the fast CPU path), which
+  // the reference does not model: ≈ 1e-2 remains against the same weights; a wrong packing would be O(1).
+  { label: "int8 from f32", checkpoint: "f32", dtype: "int8", rounding: INT8_WEIGHTS, exactBound: 0.05, sameRoundingBound: 0.05 },
+  { label: "int8 from bf16", checkpoint: "bf16", dtype: "int8", rounding: INT8_WEIGHTS, exactBound: 0.05, sameRoundingBound: 0.05 },
   { label: "int4 from f32", checkpoint: "f32", dtype: "int4", rounding: INT4_WEIGHTS, exactBound: 0.5, sameRoundingBound: 1e-4 },
   // bf16 weights often sit exactly halfway between two int4 codes (7w/max|w| = k + 0.5); which way such a
   // tie goes is the quantizer's choice, so against the modelled rounding only a loose bound holds here.

@@ -8,6 +8,8 @@
  *         consecutive input features of one output row, value = (code − 8) · scale with the default
  *         zero point 8, symmetric scale = max|w| / 7 (float32), code = clamp(round(w / scale) + 8, 1, 15);
  *         the embedding table in fp16; norm gains float32.
+ *   int8: the same with MatMulNBits bits 8: default zero point 128, scale = max|w| / 127 (float32),
+ *         code = clamp(round(w / scale) + 128, 1, 255), value = (code − 128) · scale.
  */
 import { f16BitsToNumber, numberToF16Bits } from "../safetensors.ts";
 import type { Tensor32 } from "../weights.ts";
@@ -23,7 +25,8 @@ function toFp16(t: Tensor32): Float32Array {
   return t.data.map((v) => f16BitsToNumber(numberToF16Bits(v)));
 }
 
-function toInt4(t: Tensor32): Float32Array {
+/** Symmetric block quantisation with `levels` codes on each side of the zero point (7 for int4, 127 for int8). */
+function toSymmetricBlocks(t: Tensor32, levels: number): Float32Array {
   const [rows, cols] = t.shape;
   const out = new Float32Array(t.data.length);
   for (let r = 0; r < rows; r++) {
@@ -31,10 +34,10 @@ function toInt4(t: Tensor32): Float32Array {
       const end = Math.min(start + INT4_BLOCK, cols);
       let amax = 0;
       for (let c = start; c < end; c++) amax = Math.max(amax, Math.abs(t.data[r * cols + c]));
-      const scale = Math.fround(amax / 7);
+      const scale = Math.fround(amax / levels);
       for (let c = start; c < end; c++) {
-        const code = scale === 0 ? 8 : Math.min(15, Math.max(1, Math.round(t.data[r * cols + c] / scale) + 8));
-        out[r * cols + c] = (code - 8) * scale;
+        const code = scale === 0 ? 0 : Math.min(levels, Math.max(-levels, Math.round(t.data[r * cols + c] / scale)));
+        out[r * cols + c] = code * scale;
       }
     }
   }
@@ -44,4 +47,7 @@ function toInt4(t: Tensor32): Float32Array {
 export const FP16_WEIGHTS: WeightRounding = (name, t) => (isNorm(name) ? t.data : toFp16(t));
 
 export const INT4_WEIGHTS: WeightRounding = (name, t) =>
-  isNorm(name) ? t.data : name === "model.embed_tokens.weight" ? toFp16(t) : toInt4(t);
+  isNorm(name) ? t.data : name === "model.embed_tokens.weight" ? toFp16(t) : toSymmetricBlocks(t, 7);
+
+export const INT8_WEIGHTS: WeightRounding = (name, t) =>
+  isNorm(name) ? t.data : name === "model.embed_tokens.weight" ? toFp16(t) : toSymmetricBlocks(t, 127);

@@ -81,7 +81,7 @@ describe("ModelRunner.load", () => {
 
   it("names an unknown layout version, a bad dtype and a missing field", async () => {
     await expect(load(await withConfig("layout", (c) => (c.layoutVersion = 99)))).rejects.toThrow(/field layoutVersion is 99, this runner reads layout 1/);
-    await expect(load(await withConfig("dtype", (c) => (c.dtype = "bf16")))).rejects.toThrow(/field dtype is "bf16", expected one of fp32, fp16, int4/);
+    await expect(load(await withConfig("dtype", (c) => (c.dtype = "bf16")))).rejects.toThrow(/field dtype is "bf16", expected one of fp32, fp16, int8, int4/);
     await expect(load(await withConfig("theta", (c) => delete c.ropeTheta))).rejects.toThrow(/field ropeTheta is missing or not a number/);
     await expect(load(await withConfig("eos", (c) => (c.eosTokenIds = [200_000])))).rejects.toThrow(/eosTokenIds must be a non-empty list of token ids below vocabSize/);
   });
