@@ -59,6 +59,7 @@ interface Result {
   shape: { name: string; hiddenSize: number; vocabSize: number; numHeads: number; numKvHeads: number };
   layerCounts: number[];
   extrapolatedTo: number;
+  blockSize: number;
   steps: number;
   warmup: number;
   runs: {
