@@ -128,6 +128,9 @@ export class CompletionSession {
             break;
           } catch (err) {
             if (attempt === CANCEL_ATTEMPTS) throw err;
+            // A cluster client stays "ready" while the socket to one of its nodes is gone: retry on a new one.
+            if (conn !== redis) await closeRedis(conn);
+            conn = await openRedis(this.options.redisUrl).catch(() => conn);
             await sleep(GRACE_POLL_MS);
           }
         }
