@@ -7,7 +7,7 @@ import type { ChatRequest } from "./request-schema.ts";
 import type { FinishReason, TokenLogprob, ToolCallDelta } from "./openai-types.ts";
 import {
   LOGIT_BIAS, MAX_BODY_BYTES, MAX_MESSAGES, MAX_N, MAX_OUTPUT_TOKENS, MAX_STOP_SEQUENCE_CHARS, MAX_STOP_SEQUENCES,
-  MAX_TOP_LOGPROBS, MAX_USER_ID_CHARS, PENALTY, REPETITION_PENALTY, SEED_EXCLUSIVE_MAX, TEMPERATURE, TOP_K,
+  MAX_TOP_LOGPROBS, MAX_USER_ID_CHARS, PENALTY, REPETITION_PENALTY, SEED_EXCLUSIVE_MAX, TEMPERATURE, TOP_K, VOCAB_SIZE,
 } from "./limits.ts";
 
 z.config({ jitless: true });
@@ -135,9 +135,13 @@ const chatRequestShape = z.object({
     z.object({ type: z.literal("json_object") }),
     z.object({ type: z.literal("json_schema"), name: z.string(), schema: z.union([jsonObject, z.boolean()]), strict: z.boolean() }),
   ]),
-  prompts: z.array(z.union([z.string(), z.array(int.min(0))])).min(1).nullable(),
+  // Legacy completions: at most MAX_N prompts (prompts × n ≤ MAX_N, below), each no larger than a body;
+  // a token id costs at least two characters of JSON ("0,").
+  prompts: z.array(z.union([z.string().max(MAX_BODY_BYTES), z.array(int.min(0).max(VOCAB_SIZE - 1)).max(MAX_BODY_BYTES / 2)])).min(1).max(MAX_N).nullable(),
   echo: z.boolean(),
-}).refine((r) => r.messages.length > 0 || r.prompts !== null, { message: "a job needs messages or prompts" });
+}).refine((r) => r.messages.length > 0 || r.prompts !== null, { message: "a job needs messages or prompts" })
+  .refine((r) => r.prompts === null || r.prompts.length * r.n <= MAX_N, { message: `prompts × n must be at most ${MAX_N}`, path: ["prompts"] })
+  .refine((r) => r.prompts === null || r.prompts.reduce((sum, p) => sum + p.length, 0) <= MAX_BODY_BYTES, { message: `at most ${MAX_BODY_BYTES} characters or token ids of prompts in all`, path: ["prompts"] });
 
 const chatJobShape = z.object({
   protocol: z.number(),

@@ -14,12 +14,14 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { failUsage } from "../gpu-node/cli/cli-error.ts";
 import { ensureTinyModel, TINY_DEVICE_MODEL_DIR, TINY_MODEL_DIR } from "../gpu-node/model/tiny-model.ts";
+import { parseRedisUrl, type RedisTarget } from "../shared/redis-url.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const bin = (name: string) => path.join(root, "node_modules", ".bin", name);
 
 const env = process.env;
-const redisUrl = new URL(env.REDIS_URL ?? "redis://127.0.0.1:6379");
+const redisUrlText = env.REDIS_URL || "redis://127.0.0.1:6379";
+const redisTarget = parseRedisTargetOrExit(redisUrlText);
 const workerPort = intEnv("WORKER_PORT", 8787);
 const gpuNodes = intEnv("GPU_NODES", 1);
 const metricsBase = intEnv("METRICS_PORT", 9464);
@@ -38,6 +40,15 @@ function intEnv(name: string, fallback: number): number {
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 0 || n > 65535) failUsage(`${name} must be a whole number, got ${JSON.stringify(raw)}`);
   return n;
+}
+
+/** REDIS_URL as shared/redis-url.ts reads it; its errors never repeat the URL (it may hold a password). */
+function parseRedisTargetOrExit(raw: string): RedisTarget {
+  try {
+    return parseRedisUrl(raw);
+  } catch (err) {
+    return failUsage((err as Error).message);
+  }
 }
 
 function log(line: string): void {
@@ -121,17 +132,18 @@ function workerEnvFile(): string {
   const file = path.join(dir, "worker.env");
   // Worker tunables set in this environment reach the Worker too (tests shorten the resume grace with it).
   const tunables = WORKER_TUNABLES.filter((name) => env[name]).map((name) => `${name}=${env[name]}\n`).join("");
-  writeFileSync(file, `LOCAL_DEVELOPMENT=true\nDEV_API_KEY=${devKey}\nREDIS_URL=${redisUrl.href}\nREDIS_PREFIX=${prefix}\n${tunables}`, { mode: 0o600 });
+  writeFileSync(file, `LOCAL_DEVELOPMENT=true\nDEV_API_KEY=${devKey}\nREDIS_URL=${redisUrlText}\nREDIS_PREFIX=${prefix}\n${tunables}`, { mode: 0o600 });
   process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
   return file;
 }
 
-async function main(): Promise<void> {
+/** One Redis: use it if it answers, else start redis-server on loopback (only there). */
+async function ensureSingleRedis(redisUrl: URL): Promise<void> {
   const redisHost = redisUrl.hostname || "127.0.0.1";
   const redisPort = Number(redisUrl.port || 6379);
   if (!(await redisAnswers(redisHost, redisPort))) {
-    if (!["127.0.0.1", "localhost", "::1", "[::1]"].includes(redisHost)) failUsage(`no Redis answers at ${redisUrl.href}`);
-    log(`no Redis at ${redisUrl.href}; starting redis-server on 127.0.0.1:${redisPort}`);
+    if (!["127.0.0.1", "localhost", "::1", "[::1]"].includes(redisHost)) failUsage(`no Redis answers at ${redisHost}:${redisPort}`);
+    log(`no Redis at ${redisHost}:${redisPort}; starting redis-server on 127.0.0.1:${redisPort}`);
     const redis = start("redis-server", "redis-server", ["--bind", "127.0.0.1", "--port", String(redisPort), "--save", "", "--appendonly", "no"]);
     const missing = await new Promise<boolean>((resolve) => {
       redis.once("error", () => resolve(true));
@@ -139,6 +151,16 @@ async function main(): Promise<void> {
     });
     if (missing) failUsage("redis-server is not installed: install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) or set REDIS_URL");
     await waitFor("redis-server", () => redisAnswers("127.0.0.1", redisPort), 10_000);
+  }
+}
+
+async function main(): Promise<void> {
+  if (redisTarget.kind === "cluster") {
+    // A cluster is the operator's: it is never started here, only checked (some seed node answers).
+    const answers = await Promise.all(redisTarget.nodes.map((n) => redisAnswers(n.host, n.port)));
+    if (!answers.includes(true)) failUsage(`no Redis Cluster seed node answers at ${redisTarget.nodes.map((n) => `${n.host}:${n.port}`).join(",")}`);
+  } else {
+    await ensureSingleRedis(new URL(redisTarget.url));
   }
 
   if (await ensureTinyModel(modelDir, deviceLayout ? { dtype: "fp16", layout: "device" } : {})) log(`built the tiny model into ${modelDir}`);
@@ -148,7 +170,7 @@ async function main(): Promise<void> {
   for (let i = 0; i < gpuNodes; i++) {
     // node --import tsx (not the tsx wrapper): the pid we print is the node itself, so kill -9 really kills it.
     start(`gpu-node-${i}`, process.execPath, ["--import", "tsx", "gpu-node/service/main.ts"], {
-      REDIS_URL: redisUrl.href, REDIS_PREFIX: prefix, MODEL_DIR: modelDir, NODE_NAME: `gpu-node-${i}`,
+      REDIS_URL: redisUrlText, REDIS_PREFIX: prefix, MODEL_DIR: modelDir, NODE_NAME: `gpu-node-${i}`,
       METRICS_PORT: String(metricsBase + i),
     });
   }

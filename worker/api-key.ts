@@ -11,6 +11,11 @@ export interface ApiKeyRecord {
   rpm?: number;
   tpm?: number;
   concurrent?: number;
+  /**
+   * Keys with the same cache group (one organisation) share the GPU nodes' prefix cache; without one a
+   * key's cached prompt blocks are its own (worker/queue.ts prefixCacheSalt).
+   */
+  cacheGroup?: string;
 }
 
 const HEX = "0123456789abcdef";

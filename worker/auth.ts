@@ -17,6 +17,8 @@ export interface Caller {
   keyHash: string;
   name: string;
   limits: RateLimits;
+  /** The key's prefix-cache group, if it shares its cache with others (ApiKeyRecord.cacheGroup). */
+  cacheGroup?: string;
 }
 
 function unauthorized(message: string): Response {
@@ -48,6 +50,7 @@ export async function identify(env: WorkerEnv, key: string, defaults: RateLimits
       tpm: record.tpm ?? defaults.tpm,
       concurrent: record.concurrent ?? defaults.concurrent,
     },
+    ...(typeof record.cacheGroup === "string" ? { cacheGroup: record.cacheGroup } : {}),
   };
 }
 

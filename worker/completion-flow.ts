@@ -37,7 +37,7 @@ export async function serveCompletion(c: Context<AppEnv>, request: ChatRequest, 
     created,
     enqueuedAt: Date.now(),
     request: { ...request, user: request.user === null ? null : await sha256Hex(request.user) },
-    cacheSalt: await prefixCacheSalt(caller.keyHash),
+    cacheSalt: await prefixCacheSalt(caller.keyHash, caller.cacheGroup),
   };
   const meta: CompletionMeta = {
     ownerKeyHash: caller.keyHash,

@@ -102,32 +102,43 @@ export class CompletionSession {
    * The client disconnected before the end. With a grace period, the generation goes on while a resume
    * may take over; without one (or when none came), the cancel signal is raised. The work goes on the
    * request's own connection, queued behind the pending blocking read (at most MAX_BLOCK_MS): opening a
-   * new socket from a request whose client has gone is what workerd is least willing to do.
+   * new socket from a request whose client has gone is what workerd is least willing to do; only after
+   * a failure does it move to a new client.
    */
   abandon(graceMs: number): void {
     if (this.ended) return;
     this.ended = true;
     this.abandoned = true;
     this.options.waitUntil(this.cleanup(async (redis) => {
-      await dropReader(redis, this.keys, this.id, this.reader).catch(() => {}); // its lease runs out anyway
-      const deadline = Date.now() + graceMs;
-      while (Date.now() < deadline) {
-        // A check that fails (a slow Redis on a busy machine) is only a missed look: look again.
-        const outcome = await this.duringGrace(redis).catch(() => null);
-        if (outcome) return;
-        await sleep(Math.min(GRACE_POLL_MS, Math.max(0, deadline - Date.now())));
-      }
-      // Nobody came back. A generation nobody reads must not run on: a failed raise is retried, on a
-      // new connection if this one broke.
+      // After a failure, go on with a new client: a cluster client stays "ready" when the socket to one
+      // of its nodes is gone, and would fail every later command routed there.
       let conn = redis;
+      const renew = async () => {
+        if (conn !== redis) await closeRedis(conn);
+        conn = await openRedis(this.options.redisUrl).catch(() => redis);
+      };
       try {
+        // This reader must be gone before the grace looks for readers, or it would take itself for a resume.
+        if (!(await dropReader(conn, this.keys, this.id, this.reader).then(() => true, () => false))) {
+          await renew();
+          await dropReader(conn, this.keys, this.id, this.reader).catch(() => {}); // its lease runs out anyway
+        }
+        const deadline = Date.now() + graceMs;
+        while (Date.now() < deadline) {
+          // A check that fails (a slow Redis on a busy machine) is only a missed look: look again.
+          const outcome = await this.duringGrace(conn).catch(async () => { await renew(); return null; });
+          if (outcome) return;
+          await sleep(Math.min(GRACE_POLL_MS, Math.max(0, deadline - Date.now())));
+        }
+        // Nobody came back. A generation nobody reads must not run on: a failed raise is retried.
         for (let attempt = 1; ; attempt++) {
           try {
-            if (conn.status !== "ready") conn = await openRedis(this.options.redisUrl);
+            if (conn.status !== "ready") await renew();
             await raiseCancel(conn, this.keys, this.id);
             break;
           } catch (err) {
             if (attempt === CANCEL_ATTEMPTS) throw err;
+            await renew();
             await sleep(GRACE_POLL_MS);
           }
         }

@@ -4,6 +4,8 @@ import {
   type ChatJob, type StreamEvent,
 } from "../protocol.ts";
 import { parseChatRequest } from "../request-schema.ts";
+import { parseCompletionRequest } from "../completion-request-schema.ts";
+import { MAX_N } from "../limits.ts";
 import { estimatedCost, pricesFromVars } from "../pricing.ts";
 import { redisKeys } from "../redis-keys.ts";
 
@@ -42,6 +44,13 @@ describe("queue protocol", () => {
     expect(() => parseChatJob({ ...good, id: "bad id with spaces" })).toThrow(/id/);
   });
 
+  it("accepts the largest legacy completions job the edge accepts (prompts × n = MAX_N, token-id prompts)", () => {
+    const parsed = parseCompletionRequest({ model: "microsoft/phi-4", prompt: [[1, 2, 3], [100_351, 7]], n: MAX_N / 2 });
+    if (!parsed.ok) throw parsed.error;
+    const legacy: ChatJob = { protocol: PROTOCOL_VERSION, id: newCompletionId("cmpl"), created: 1_700_000_000, enqueuedAt: Date.now(), request: parsed.request };
+    expect(parseChatJob(JSON.parse(JSON.stringify(legacy))).request.prompts).toEqual([[1, 2, 3], [100_351, 7]]);
+  });
+
   it.each([
     ["n", (j: ChatJob) => { j.request.n = 1000; }, /request\.n/],
     ["maxTokens", (j: ChatJob) => { j.request.maxTokens = 10_000_000; }, /request\.maxTokens/],
@@ -52,6 +61,11 @@ describe("queue protocol", () => {
     ["logitBias", (j: ChatJob) => { j.request.logitBias = Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [String(i), 1])); }, /request\.logitBias/],
     ["seed", (j: ChatJob) => { j.request.seed = "99999999999999999999"; }, /request\.seed/],
     ["temperature", (j: ChatJob) => { j.request.temperature = 50; }, /request\.temperature/],
+    ["prompts count", (j: ChatJob) => { j.request.prompts = Array.from({ length: MAX_N + 1 }, () => "x"); }, /request\.prompts/],
+    ["prompts × n", (j: ChatJob) => { j.request.prompts = ["a", "b", "c"]; j.request.n = 6; }, /request\.prompts: prompts × n/],
+    ["prompt length", (j: ChatJob) => { j.request.prompts = ["x".repeat(2_000_000)]; }, /request\.prompts/],
+    ["prompt token ids", (j: ChatJob) => { j.request.prompts = [[1, 2, 10_000_000]]; }, /request\.prompts/],
+    ["prompts in all", (j: ChatJob) => { j.request.prompts = Array.from({ length: 4 }, () => "x".repeat(400_000)); }, /request\.prompts: at most/],
   ])("re-checks the edge's upper bounds on a job (%s)", (_, spoil, message) => {
     const j = JSON.parse(JSON.stringify(job())) as ChatJob;
     spoil(j);

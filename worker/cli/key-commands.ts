@@ -6,7 +6,7 @@
 import type { ApiKeyRecord } from "../api-key.ts";
 
 export type KeyCommand =
-  | { kind: "create"; name: string; limits: Pick<ApiKeyRecord, "rpm" | "tpm" | "concurrent"> }
+  | { kind: "create"; name: string; limits: Pick<ApiKeyRecord, "rpm" | "tpm" | "concurrent">; cacheGroup?: string }
   | { kind: "list" }
   | { kind: "revoke"; name: string };
 
@@ -18,7 +18,9 @@ export interface Target {
 }
 
 export const USAGE = `usage: npm run keys -- <command> [options]
-  create <name> [--rpm N] [--tpm N] [--concurrent N]   make a key; it is printed once, only its hash is stored
+  create <name> [--rpm N] [--tpm N] [--concurrent N] [--cache-group NAME]
+                                                       make a key; it is printed once, only its hash is stored;
+                                                       keys of one cache group share the prompt-prefix cache
   list                                                 names, creation times, limits, state
   revoke <name>                                        disable the key (kept, marked disabled)
 options: --remote (the deployed namespace; default is local, as used by \`wrangler dev\`), --persist-to <dir>`;
@@ -31,6 +33,7 @@ export function parseKeyArgs(argv: string[]): { command: KeyCommand; target: Tar
   const positional: string[] = [];
   const target: Target = { remote: false };
   const limits: Pick<ApiKeyRecord, "rpm" | "tpm" | "concurrent"> = {};
+  let cacheGroup: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -49,6 +52,10 @@ export function parseKeyArgs(argv: string[]): { command: KeyCommand; target: Tar
     else if (arg === "--rpm") limits.rpm = count();
     else if (arg === "--tpm") limits.tpm = count();
     else if (arg === "--concurrent") limits.concurrent = count();
+    else if (arg === "--cache-group") {
+      cacheGroup = value();
+      if (!NAME.test(cacheGroup)) throw new UsageError("--cache-group takes a name of 1–64 letters, digits, '_', '.', '-'");
+    }
     else if (arg.startsWith("--")) throw new UsageError(`unknown option ${arg}`);
     else positional.push(arg);
   }
@@ -61,8 +68,9 @@ export function parseKeyArgs(argv: string[]): { command: KeyCommand; target: Tar
   }
   if (kind === "create" || kind === "revoke") {
     if (name === undefined || !NAME.test(name)) throw new UsageError(`${kind} needs a name of 1–64 letters, digits, '_', '.', '-'`);
-    if (kind === "revoke" && Object.keys(limits).length > 0) throw new UsageError("revoke takes no limits");
-    return { command: kind === "create" ? { kind, name, limits } : { kind, name }, target };
+    if (kind === "revoke" && (Object.keys(limits).length > 0 || cacheGroup !== undefined)) throw new UsageError("revoke takes no limits or cache group");
+    if (kind === "revoke") return { command: { kind, name }, target };
+    return { command: { kind, name, limits, ...(cacheGroup === undefined ? {} : { cacheGroup }) }, target };
   }
   throw new UsageError(kind === undefined ? "no command" : `unknown command ${kind}`);
 }
@@ -94,11 +102,12 @@ export function parseKeyList(stdout: string): ListedKey[] {
 }
 
 export function formatKeyTable(keys: ListedKey[]): string {
-  const rows = [["NAME", "CREATED", "STATE", "RPM", "TPM", "CONCURRENT", "HASH"]];
+  const rows = [["NAME", "CREATED", "STATE", "RPM", "TPM", "CONCURRENT", "CACHE GROUP", "HASH"]];
   for (const { hash, record } of keys) {
     rows.push([
       record?.name ?? "(no metadata)", record?.created ?? "", record ? (record.disabled ? "revoked" : "active") : "?",
-      String(record?.rpm ?? "default"), String(record?.tpm ?? "default"), String(record?.concurrent ?? "default"), `${hash.slice(0, 12)}…`,
+      String(record?.rpm ?? "default"), String(record?.tpm ?? "default"), String(record?.concurrent ?? "default"),
+      record?.cacheGroup ?? "(own)", `${hash.slice(0, 12)}…`,
     ]);
   }
   const widths = rows[0].map((_, col) => Math.max(...rows.map((r) => r[col].length)));

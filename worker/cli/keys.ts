@@ -35,7 +35,8 @@ async function main(): Promise<void> {
   if (command.kind === "create") {
     if (existing.length > 0) throw new UsageError(`a key named '${command.name}' already exists (revoke it or choose another name)`);
     const key = newApiKey();
-    const record: ApiKeyRecord = { name: command.name, created: new Date().toISOString(), disabled: false, ...command.limits };
+    const record: ApiKeyRecord = { name: command.name, created: new Date().toISOString(), disabled: false, ...command.limits,
+      ...(command.cacheGroup === undefined ? {} : { cacheGroup: command.cacheGroup }) };
     wrangler(putRecordArgs(await sha256Hex(key), record, target));
     console.error(`created '${command.name}' in ${where}; the key is shown once, store it now:`);
     console.log(key);
@@ -50,7 +51,7 @@ async function main(): Promise<void> {
 main().catch((err: unknown) => {
   // One line, like every operator tool: what went wrong, and for usage mistakes the usage.
   const message = (err instanceof Error ? err.message : String(err)).replace(/\s+/g, " ").trim();
-  if (err instanceof UsageError) console.error(`error: ${message}; usage: npm run keys -- create <name> [--rpm N --tpm N --concurrent N] | list | revoke <name> [--remote]`);
+  if (err instanceof UsageError) console.error(`error: ${message}; usage: npm run keys -- create <name> [--rpm N --tpm N --concurrent N --cache-group NAME] | list | revoke <name> [--remote]`);
   else console.error(`error: ${message}`);
   process.exitCode = err instanceof UsageError ? 2 : 1;
 });

@@ -7,12 +7,16 @@ describe("npm run keys: arguments", () => {
     expect(parseKeyArgs(["create", "alice", "--rpm", "5", "--concurrent", "2"])).toEqual({
       command: { kind: "create", name: "alice", limits: { rpm: 5, concurrent: 2 } }, target: { remote: false },
     });
+    expect(parseKeyArgs(["create", "carol", "--cache-group", "acme-corp"])).toEqual({
+      command: { kind: "create", name: "carol", limits: {}, cacheGroup: "acme-corp" }, target: { remote: false },
+    });
     expect(parseKeyArgs(["list", "--remote"])).toEqual({ command: { kind: "list" }, target: { remote: true } });
     expect(parseKeyArgs(["revoke", "bob", "--persist-to", "/tmp/x"])).toEqual({ command: { kind: "revoke", name: "bob" }, target: { remote: false, persistTo: "/tmp/x" } });
   });
 
   it("refuses what it cannot do", () => {
-    for (const bad of [[], ["create"], ["create", "has space"], ["create", "a", "--rpm", "-1"], ["revoke", "a", "--tpm", "5"], ["list", "x"], ["drop", "a"], ["create", "a", "--bogus"], ["list", "--remote", "--persist-to", "/tmp"]]) {
+    for (const bad of [[], ["create"], ["create", "has space"], ["create", "a", "--rpm", "-1"], ["revoke", "a", "--tpm", "5"], ["list", "x"], ["drop", "a"], ["create", "a", "--bogus"], ["list", "--remote", "--persist-to", "/tmp"],
+      ["create", "a", "--cache-group"], ["create", "a", "--cache-group", "has space"], ["revoke", "a", "--cache-group", "acme"]]) {
       expect(() => parseKeyArgs(bad), bad.join(" ")).toThrow(UsageError);
     }
   });

@@ -24,7 +24,10 @@ describe("a REDIS_URL that does not parse", () => {
     const logged: string[] = [];
     const spies = (["error", "warn", "log", "info"] as const).map((level) => vi.spyOn(console, level).mockImplementation((...args: unknown[]) => { logged.push(args.map(String).join(" ")); }));
     try {
-      for (const url of ["redis://default:hunter2-secret@127.0.0.1:notaport", "redis://default:hunter2-secret@[::1", "http://default:hunter2-secret@127.0.0.1:6379"]) {
+      for (const url of ["redis://default:hunter2-secret@127.0.0.1:notaport", "redis://default:hunter2-secret@[::1", "http://default:hunter2-secret@127.0.0.1:6379",
+        "redis-cluster://default:hunter2-secret@127.0.0.1:notaport", "rediss-cluster://default:hunter2-secret@",
+        // Parses, but no cluster answers there (port 1): the connect failure is a 503 like the rest.
+        "redis-cluster://default:hunter2-secret@127.0.0.1:1,127.0.0.1:2"]) {
         for (const response of [
           await edge.chat(hello(), undefined, undefined, { REDIS_URL: url }),
           await edge.fetch("/health", {}, { REDIS_URL: url, HEALTH_CACHE_MS: "0" }),

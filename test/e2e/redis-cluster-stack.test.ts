@@ -1,0 +1,122 @@
+/**
+ * The whole stack (npm start: a GPU node with the tiny model and `wrangler dev`) on a Redis Cluster:
+ * three redis-server masters on loopback, created here, named to the stack by a `redis-cluster://`
+ * REDIS_URL. The Worker (in workerd) and the node each open an ioredis Cluster; the official openai SDK
+ * drives a plain, a streamed and an n=2 completion, an abort, and a Last-Event-ID resume.
+ */
+import { createParser } from "eventsource-parser";
+import { Cluster } from "ioredis";
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { metric, startStack, type Stack } from "../../stack/stack-process.ts";
+import { startRedisCluster, type RedisClusterProcesses } from "../redis/redis-server-process.ts";
+
+let cluster: RedisClusterProcesses;
+let stack: Stack;
+let client: OpenAI;
+const model = "microsoft/phi-4";
+const user = (content: string) => [{ role: "user" as const, content }];
+
+beforeAll(async () => {
+  cluster = await startRedisCluster(3);
+  // A short resume grace (production: 10 s), so an aborted stream is cancelled soon after.
+  stack = await startStack({ gpuNodes: 1, extraEnv: { REDIS_URL: cluster.url, RESUME_GRACE_MS: "1000" } });
+  client = new OpenAI({ baseURL: stack.baseURL, apiKey: stack.apiKey, maxRetries: 0, timeout: 60_000 });
+}, 240_000);
+afterAll(async () => {
+  await stack?.stop();
+  await cluster?.stop();
+}, 60_000);
+
+type SseEvent = { id?: string; data: string };
+
+async function readSse(res: Response): Promise<SseEvent[]> {
+  const events: SseEvent[] = [];
+  const parser = createParser({ onEvent: (e) => events.push({ id: e.id, data: e.data }) });
+  const decoder = new TextDecoder();
+  for await (const piece of res.body as unknown as AsyncIterable<Uint8Array>) parser.feed(decoder.decode(piece, { stream: true }));
+  return events;
+}
+
+describe("the whole stack on a three-master Redis Cluster", () => {
+  it("answers a non-streamed completion", async () => {
+    const r = await client.chat.completions.create({ model, messages: user("Hello!"), max_tokens: 8, temperature: 0 });
+    expect(r.id).toMatch(/^chatcmpl-/);
+    expect(r.choices).toHaveLength(1);
+    expect(r.choices[0].finish_reason).toBe("length");
+    expect(r.usage!.completion_tokens).toBe(8);
+  });
+
+  it("streams the same text as the non-streamed request, with usage last", async () => {
+    const stream = await client.chat.completions.create({ model, messages: user("Tell me a story."), max_tokens: 10, temperature: 0, stream: true, stream_options: { include_usage: true } });
+    let text = "";
+    const chunks: OpenAI.Chat.Completions.ChatCompletionChunk[] = [];
+    for await (const chunk of stream) {
+      chunks.push(chunk);
+      text += chunk.choices[0]?.delta?.content ?? "";
+    }
+    expect(chunks[0].choices[0].delta.role).toBe("assistant");
+    expect(chunks.at(-1)!.usage!.completion_tokens).toBe(10);
+    const whole = await client.chat.completions.create({ model, messages: user("Tell me a story."), max_tokens: 10, temperature: 0 });
+    expect(text).toBe(whole.choices[0].message.content);
+  });
+
+  it("returns n=2 choices", async () => {
+    const r = await client.chat.completions.create({ model, messages: user("Pick."), n: 2, max_tokens: 6, seed: 7 });
+    expect(r.choices.map((c) => c.index)).toEqual([0, 1]);
+    expect(r.usage!.completion_tokens).toBe(12);
+  });
+
+  it("frees the node's KV blocks when the client aborts a stream", async () => {
+    const metrics = stack.nodes[0].metrics;
+    const cancelled = () => metric(metrics, "phi4_requests_total", { outcome: "cancelled" });
+    const cancelledBefore = await cancelled();
+    const controller = new AbortController();
+    let seen = 0;
+    let usedWhileStreaming = 0;
+    const stream = await client.chat.completions.create({ model, messages: user("long"), max_tokens: 5000, stream: true }, { signal: controller.signal });
+    for await (const chunk of stream) {
+      if (chunk.choices[0]?.delta?.content !== undefined && ++seen === 5) {
+        usedWhileStreaming = await metric(metrics, "phi4_kv_blocks_used");
+        controller.abort();
+        break;
+      }
+    }
+    expect(seen).toBe(5);
+    expect(usedWhileStreaming).toBeGreaterThan(0);
+    // The Worker raises the cancel after the resume grace; the node ends the request and frees its blocks.
+    await expect.poll(cancelled, { timeout: 20_000, interval: 200 }).toBe(cancelledBefore + 1);
+    await expect.poll(() => metric(metrics, "phi4_kv_blocks_used"), { timeout: 20_000, interval: 200 }).toBe(0);
+  });
+
+  it("resumes a stream from Last-Event-ID without gap or duplicate", async () => {
+    const res = await fetch(`${stack.baseURL}/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ model, messages: user("resume me"), max_tokens: 20, temperature: 0, stream: true }),
+    });
+    expect(res.status).toBe(200);
+    const full = await readSse(res);
+    expect(full.at(-1)!.data).toBe("[DONE]");
+    const contentEvents = full.filter((e) => e.data !== "[DONE]");
+    const cut = Math.floor(contentEvents.length / 2);
+    const completionId = JSON.parse(contentEvents[0].data).id as string;
+    const again = await fetch(`${stack.baseURL}/chat/completions/${completionId}/events`, {
+      headers: { authorization: `Bearer ${stack.apiKey}`, "last-event-id": contentEvents[cut].id! },
+    });
+    expect(again.status).toBe(200);
+    expect((await readSse(again)).map((e) => e.data)).toEqual(full.slice(cut + 1).map((e) => e.data));
+  });
+
+  it("kept its state in the cluster, spread over more than one master", async () => {
+    const redis = new Cluster(cluster.nodes);
+    try {
+      await new Promise((resolve) => redis.once("ready", resolve));
+      const perMaster = await Promise.all(redis.nodes("master").map(async (node) => (await node.keys(`*${stack.prefix}*`)).length));
+      expect(perMaster).toHaveLength(3);
+      expect(perMaster.filter((n) => n > 0).length).toBeGreaterThan(1);
+    } finally {
+      redis.disconnect();
+    }
+  });
+});
