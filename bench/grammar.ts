@@ -13,7 +13,7 @@
 import { parseArgs } from "node:util";
 import { LlmEngine } from "../gpu-node/engine/llm-engine.ts";
 import { maskDisallowed } from "../gpu-node/engine/logits-constraint.ts";
-import { buildTinyModel } from "../gpu-node/engine/test/tiny-model-fixture.ts";
+import { cachedTinyModel } from "../gpu-node/model/tiny-model.ts";
 import { GrammarCompiler } from "../gpu-node/grammar/grammar-compiler.ts";
 import type { GrammarSpec } from "../gpu-node/grammar/grammar-spec.ts";
 import { ModelRunner } from "../gpu-node/runner/model-runner.ts";
@@ -104,18 +104,14 @@ t = performance.now();
 await compiler.compile(spec);
 const cachedMs = performance.now() - t;
 
-const model = await buildTinyModel(7);
+const modelDir = await cachedTinyModel(7);
 const mask: number[] = [];
 const plain: Array<Awaited<ReturnType<typeof engineRun>>> = [];
 const json: Array<Awaited<ReturnType<typeof engineRun>>> = [];
-try {
-  for (let r = 0; r < ROUNDS; r++) {
-    mask.push(await maskOnly(compiler));
-    plain.push(await engineRun(model.modelDir, false));
-    json.push(await engineRun(model.modelDir, true));
-  }
-} finally {
-  await model.cleanup();
+for (let r = 0; r < ROUNDS; r++) {
+  mask.push(await maskOnly(compiler));
+  plain.push(await engineRun(modelDir, false));
+  json.push(await engineRun(modelDir, true));
 }
 const result = {
   batch: BATCH,

@@ -19,7 +19,7 @@ import { redisKeys } from "../shared/redis-keys.ts";
 import { chatRequest } from "../stack/chat-jobs.ts";
 import { startNode } from "../stack/node-process.ts";
 import { cachedTinyModel } from "../gpu-node/model/tiny-model.ts";
-import { startRedisCluster, startRedisServer } from "../test/redis/redis-server-process.ts";
+import { startRedisCluster, startRedisServer } from "../stack/redis-server-process.ts";
 import { admitAndEnqueue } from "../worker/admission.ts";
 import { expireFinished } from "../worker/completion-meta.ts";
 import { release } from "../worker/rate-limit.ts";

@@ -12,8 +12,6 @@ import { seedWords, uniformFromWords } from "../gpu-node/engine/prng.ts";
 import { applyBiasAndPenalties } from "../gpu-node/engine/logit-adjustments.ts";
 import { DEFAULT_SAMPLING, drawsFromCandidates, Sampler, type SamplingParams } from "../gpu-node/engine/sampler.ts";
 import { TokenCounts } from "../gpu-node/engine/token-counts.ts";
-// A test helper for now (bench code is to stop importing test code): one row sampled as the engine does.
-import { sampleRow } from "../gpu-node/engine/test/sample-row.ts";
 import { LogitsPreselector } from "../gpu-node/engine/logits-preselector.ts";
 
 const json = process.argv.includes("--json");
@@ -96,7 +94,9 @@ for (const c of cases) {
   for (const shape of shapes) {
     const times = timeLoop((i) => {
       work.set(rows[shape][i & 3]);
-      sampleRow(sampler, work, 0, c.params, history, uniformFromWords(seedLo, seedHi, 0, i));
+      // One row as the engine samples it: bias and penalties into the row, then the draw.
+      applyBiasAndPenalties(work, 0, VOCAB_SIZE, c.params, history);
+      sampler.draw(work, 0, c.params, uniformFromWords(seedLo, seedHi, 0, i));
     });
     results[c.name][shape] = {
       bestUs: +(best(times) - copyBestUs).toFixed(1),

@@ -110,8 +110,11 @@ export async function startGpuNode(config: NodeConfig, modelDir: string, log: Lo
     shuttingDown ??= (async () => {
       log.info({ reason, jobsHeld: consumer!.jobsHeld, drainTimeoutMs }, "draining");
       watchdog?.stop();
+      // Stop taking jobs before anything awaits: a job fetched during the heartbeat's withdrawal would
+      // otherwise be taken by a node that is already draining.
+      const drained = consumer!.drain(drainTimeoutMs);
       await heartbeat.stop();
-      const { finished, handedBack } = await consumer!.drain(drainTimeoutMs);
+      const { finished, handedBack } = await drained;
       await consumer!.stop();
       await worker.close(true).catch((err: Error) => log.warn({ err: err.message }, "closing the queue worker failed"));
       // The loop ends once its blocked fetch returns; a dead engine's stats call would never answer, so bound the wait.

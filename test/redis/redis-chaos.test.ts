@@ -9,7 +9,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { chatJob, TestWorker, uniquePrefix } from "../../stack/chat-jobs.ts";
 import { startNode, type NodeProcess } from "../../stack/node-process.ts";
 import { cachedTinyModel } from "../../gpu-node/model/tiny-model.ts";
-import { startRedisServer, type RedisServerProcess } from "./redis-server-process.ts";
+import { startRedisServer, type RedisServerProcess } from "../../stack/redis-server-process.ts";
 
 let redisServer: RedisServerProcess;
 let worker: TestWorker;

@@ -21,7 +21,7 @@ import { chatQueue, enqueueChat } from "../../worker/queue.ts";
 import { admit, release } from "../../worker/rate-limit.ts";
 import type { RedisClient } from "../../worker/redis.ts";
 import { StreamReader } from "../../worker/stream-reader.ts";
-import { startRedisCluster, type RedisClusterProcesses } from "./redis-server-process.ts";
+import { startRedisCluster, type RedisClusterProcesses } from "../../stack/redis-server-process.ts";
 
 let cluster: RedisClusterProcesses;
 let redis: Cluster;

@@ -8,7 +8,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Redis } from "ioredis";
-import { freePort } from "../../stack/stack-process.ts";
+import { freePort } from "./stack-process.ts";
 
 export interface RedisServerProcess {
   port: number;
