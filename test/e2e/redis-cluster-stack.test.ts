@@ -9,7 +9,7 @@ import { Cluster } from "ioredis";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { metric, startStack, type Stack } from "../../stack/stack-process.ts";
-import { startRedisCluster, type RedisClusterProcesses } from "../redis/redis-server-process.ts";
+import { startRedisCluster, type RedisClusterProcesses } from "../../stack/redis-server-process.ts";
 
 let cluster: RedisClusterProcesses;
 let stack: Stack;
