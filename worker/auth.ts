@@ -6,20 +6,11 @@
 import { bearerAuth } from "hono/bearer-auth";
 import { ApiError } from "../shared/errors.ts";
 import { constantTimeEqual, isApiKeyRecord, sha256Hex } from "./api-key.ts";
-import type { AppEnv } from "./app-env.ts";
+import type { AppEnv, Caller } from "./app-env.ts";
 import { developmentKey } from "./development-key.ts";
 import type { RateLimits, WorkerEnv } from "./env.ts";
 import { errorResponse } from "./error-response.ts";
 import { UNAVAILABLE_RETRY_AFTER_S } from "./redis.ts";
-
-export interface Caller {
-  /** SHA-256 hex of the key: what rate limits and stream ownership are keyed by. */
-  keyHash: string;
-  name: string;
-  limits: RateLimits;
-  /** The key's prefix-cache group, if it shares its cache with others (ApiKeyRecord.cacheGroup). */
-  cacheGroup?: string;
-}
 
 function unauthorized(message: string): Response {
   return errorResponse(new ApiError(401, "authentication_error", message, "invalid_api_key"));
