@@ -25,7 +25,7 @@ import { MODEL_DTYPES, type ModelDtype } from "../gpu-node/model/graph/phi3-deco
 import type { Phi3Config } from "../gpu-node/model/phi3-config.ts";
 import { RandomWeights } from "../gpu-node/model/random-weights.ts";
 import { writeModel } from "../gpu-node/model/write-model.ts";
-import { ReferencePhi3 } from "../gpu-node/model/test/reference-forward.ts";
+import { ReferencePhi3 } from "../gpu-node/model/reference/phi3-reference.ts";
 import { ModelRunner } from "../gpu-node/runner/model-runner.ts";
 import type { BatchRow } from "../gpu-node/runner/step-runner.ts";
 

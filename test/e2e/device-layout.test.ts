@@ -21,7 +21,7 @@ import { metric, startStack, type Stack } from "../../stack/stack-process.ts";
 import { ensureVulkanDevice } from "../vulkan-device.ts";
 import { tinyConfig } from "../../gpu-node/model/tiny-model.ts";
 import { writeRandomHfCheckpoint } from "../../gpu-node/model/test/random-hf-checkpoint.ts";
-import { ReferencePhi3 } from "../../gpu-node/model/test/reference-forward.ts";
+import { ReferencePhi3 } from "../../gpu-node/model/reference/phi3-reference.ts";
 import { renderChat } from "../../gpu-node/tokenizer/chat-format.ts";
 import { phi4Tokenizer } from "../../gpu-node/tokenizer/phi4-tokenizer.ts";
 

@@ -11,7 +11,7 @@ import { ModelRunner } from "../../runner/model-runner.ts";
 import { tinyConfig } from "../tiny-model.ts";
 import { RandomWeights } from "../random-weights.ts";
 import { writeModel } from "../write-model.ts";
-import { ReferencePhi3, relativeLogitError } from "./reference-forward.ts";
+import { ReferencePhi3, relativeLogitError } from "../reference/phi3-reference.ts";
 import { seededUniform } from "../../../shared/seeded-uniform.ts";
 
 const SEED = 3;

@@ -1,7 +1,11 @@
 /**
- * The reference the ONNX model is verified against: a plain float64 Phi-3 forward pass written
- * straight from the Hugging Face modeling code's math, sharing nothing with the builder or runner.
- * Test-only and slow by design (one token at a time, scalar loops).
+ * The reference a converted ONNX model is verified against: a plain float64 Phi-3 forward pass written
+ * straight from the Hugging Face modeling code's math, reading the checkpoint's safetensors itself and
+ * sharing nothing with the graph builder or the runners (only the config type and the safetensors
+ * reader), so a mistake in either cannot hide in both. `npm run model:verify` runs it against a
+ * converted model; the tests and bench/phi4-layer.ts measure logit errors with it.
+ * Slow by design (one token at a time, scalar loops, every weight held in memory): a verification
+ * tool, never a serving path.
  *
  *   x = embed[token]
  *   per layer: x += o_proj(attention(rope(q), rope(k), v))  on rmsnorm(x) · input_layernorm
@@ -58,8 +62,8 @@ export class ReferencePhi3 {
 
   /**
    * Loads every weight (the values the file holds; widened exactly to float64 when read). `roundWeight`, if
-   * given, replaces a tensor's values first: a test models a storage format's rounding with it
-   * (fp16, int4) to check the graph computes exactly with the rounded weights.
+   * given, replaces a tensor's values first: it models a storage format's rounding (weight-rounding.ts:
+   * fp16, int8, int4) to check the graph computes exactly with the rounded weights.
    */
   static async load(config: Phi3Config, weights: WeightSource, roundWeight?: WeightRounding): Promise<ReferencePhi3> {
     const get = async (name: string, size: number) => {
