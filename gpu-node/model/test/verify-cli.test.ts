@@ -1,6 +1,6 @@
 /**
  * `npm run model:verify`: a model converted from a checkpoint verifies against it (exit 0, one line per
- * step and a summary); a model converted from another checkpoint of the same shape does not (exit 1);
+ * step and a summary), in the host layout (CPU runner) and the device layout (WebGPU runner); a model converted from another checkpoint of the same shape does not (exit 1);
  * bad input fails with one line and exit 2.
  */
 import { execFile } from "node:child_process";
@@ -82,6 +82,18 @@ describe("model:verify", () => {
     expect(summary).toMatch(/^PASS: max \|Δ logprob\| \S+ \(tolerance 0\.0001\) over 7 steps; greedy tokens equal at (\d+)\/\1 steps/);
     const maxError = Number(/max \|Δ logprob\| (\S+)/.exec(summary)![1]);
     expect(maxError).toBeLessThan(1e-4);
+  });
+
+  it("the device layout (fp16, WebGPU runner): within fp16's tolerance past the first KV block, exit 0", async () => {
+    const deviceModel = join(root, "model-device");
+    const converted = await run(CONVERT, ["--from", checkpoint, "--out", deviceModel, "--dtype", "fp16", "--layout", "device"]);
+    expect(converted.code, converted.stderr).toBe(0);
+    // 6 prompt tokens + 40 steps: the sequence crosses the device's 32-token block boundary.
+    const r = await run(VERIFY, ["--model", deviceModel, "--from", checkpoint, "--tokens", "3,141,59,265,358,97", "--steps", "40"]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/\(fp16, device layout\)/);
+    expect(r.stdout.split("\n").filter((l) => l.startsWith("step "))).toHaveLength(41);
+    expect(r.stdout.trim().split("\n").at(-1)).toMatch(/^PASS: .*\(tolerance 0\.04\) over 41 steps/);
   });
 
   it("a model converted from another checkpoint of the same shape: beyond tolerance, exit 1", async () => {
