@@ -62,8 +62,8 @@ export class ReferencePhi3 {
 
   /**
    * Loads every weight (the values the file holds; widened exactly to float64 when read). `roundWeight`, if
-   * given, replaces a tensor's values first: it models a storage format's rounding (weight-rounding.ts:
-   * fp16, int8, int4) to check the graph computes exactly with the rounded weights.
+   * given, replaces a tensor's values first, modelling a storage format's rounding (fp16, int8, int4) to
+   * check the graph computes exactly with the rounded weights.
    */
   static async load(config: Phi3Config, weights: WeightSource, roundWeight?: WeightRounding): Promise<ReferencePhi3> {
     const get = async (name: string, size: number) => {

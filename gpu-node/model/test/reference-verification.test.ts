@@ -22,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ModelRunner } from "../../runner/model-runner.ts";
 import type { BatchRow } from "../../runner/step-runner.ts";
 import { ReferencePhi3, relativeLogitError, type WeightRounding } from "../reference/phi3-reference.ts";
-import { FP16_WEIGHTS, INT4_WEIGHTS, INT8_WEIGHTS } from "../reference/weight-rounding.ts";
+import { FP16_WEIGHTS, INT4_WEIGHTS, INT8_WEIGHTS } from "./weight-rounding.ts";
 import { TEST_PHI3_CONFIG, writeRandomHfCheckpoint } from "./random-hf-checkpoint.ts";
 import { seededUniform } from "../../../shared/seeded-uniform.ts";
 
@@ -36,7 +36,7 @@ const NUM_BLOCKS = 512;
 
 /**
  * One converted model per case. "same rounding" is the reference run with the weights the model
- * stores (fp16/int8/int4 rounding modelled in reference/weight-rounding.ts): it must match as tightly as fp32 does,
+ * stores (fp16/int8/int4 rounding modelled in weight-rounding.ts): it must match as tightly as fp32 does,
  * so a wrong packing or cast cannot hide inside the quantization error. "exact" is the reference with
  * the checkpoint's own values: the error a user of that dtype gets, measured and reported.
  * A bf16 checkpoint (as Phi-4 ships) loses nothing in fp16 (bf16's 8 mantissa bits fit in fp16's 10),

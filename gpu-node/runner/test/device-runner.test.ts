@@ -26,7 +26,7 @@ import { RandomWeights } from "../../model/random-weights.ts";
 import { writeModel } from "../../model/write-model.ts";
 import { tinyConfig } from "../../model/tiny-model.ts";
 import { ReferencePhi3 } from "../../model/reference/phi3-reference.ts";
-import { INT4_WEIGHTS } from "../../model/reference/weight-rounding.ts";
+import { INT4_WEIGHTS } from "../../model/test/weight-rounding.ts";
 import { TEST_PHI3_CONFIG, writeRandomHfCheckpoint } from "../../model/test/random-hf-checkpoint.ts";
 import { seededUniform } from "../../../shared/seeded-uniform.ts";
 import { ensureVulkanDevice } from "../../../test/vulkan-device.ts";

@@ -13,7 +13,7 @@
  */
 import { f16BitsToNumber, numberToF16Bits } from "../safetensors.ts";
 import type { Tensor32 } from "../weights.ts";
-import type { WeightRounding } from "./phi3-reference.ts";
+import type { WeightRounding } from "../reference/phi3-reference.ts";
 
 const INT4_BLOCK = 32;
 
