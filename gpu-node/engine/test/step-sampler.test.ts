@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LogitsNeed, type RunnerOutput } from "../../runner/step-runner.ts";
+import { LogitsNeed, type BatchRow, type RunnerOutput } from "../../runner/step-runner.ts";
 import { maskDisallowed, type LogitsConstraint } from "../logits-constraint.ts";
 import { LogitsPreselector } from "../logits-preselector.ts";
 import { uniformFromWords } from "../prng.ts";
@@ -138,7 +138,7 @@ describe("StepSampler", () => {
     expect(timings.samplerMs).toBeGreaterThan(0);
   });
 
-  it("tells the runner what each row needs back: nothing, candidates, or the full row", () => {
+  it("tells the runner what each row needs back: nothing, candidates (bias and penalties applied there), or the full row", () => {
     const batch = new Batch();
     batch.add(P({ temperature: 0 }), { chunk: true });
     batch.add(P({ temperature: 0, logprobs: true, topLogprobs: 20 }));
@@ -150,10 +150,25 @@ describe("StepSampler", () => {
     batch.add(P({ temperature: 0 }), { constraint: new AllowedTokens([1, 2, 3]) });
     for (const row of batch.rows) row.seq.numComputedTokens -= row.numTokens; // asked before the forward pass
     const sampler = track(batch.sampler());
+    // Plain sampling (no top_k) asks candidates too: the draw reads the whole row only when it lands in the tail.
     expect(batch.rows.map((row) => sampler.needs(row))).toEqual([
-      LogitsNeed.None, LogitsNeed.Candidates, LogitsNeed.Candidates, LogitsNeed.FullRow,
-      LogitsNeed.FullRow, LogitsNeed.FullRow, LogitsNeed.FullRow, LogitsNeed.FullRow,
+      LogitsNeed.None, LogitsNeed.Candidates, LogitsNeed.Candidates, LogitsNeed.Candidates,
+      LogitsNeed.FullRow, LogitsNeed.Candidates, LogitsNeed.Candidates, LogitsNeed.FullRow,
     ]);
+    // Candidates rows carry their bias and penalties as sparse entries, and their temperature.
+    const described = batch.rows.map((row) => {
+      const into: BatchRow = { tokens: [], pastLen: 0, blockTable: [] };
+      sampler.describe(row, into);
+      return into;
+    });
+    expect(described[3]).toMatchObject({ needs: LogitsNeed.Candidates, adjust: null, temperature: 1 });
+    const biased = described[5].adjust!;
+    expect(Array.from(biased.ids.subarray(0, biased.count)).sort((a, b) => a - b)).toEqual(Object.keys(bias).map(Number).filter((id) => (bias as Record<number, number>)[id] !== 0).sort((a, b) => a - b));
+    expect(described[5].temperature).toBe(0);
+    const penalised = described[6].adjust!;
+    expect(penalised.count).toBeGreaterThan(0);
+    for (let i = 0; i < penalised.count; i++) expect(penalised.penalty[i]).toBeCloseTo(1.1, 6);
+    expect(described[7]).toMatchObject({ needs: LogitsNeed.FullRow, adjust: null });
   });
 
   it("draws from a runner's own candidates without its logits rows, with the same tokens and logprobs", async () => {
@@ -179,11 +194,15 @@ describe("StepSampler", () => {
 
   it("refuses a runner output that cannot serve its rows, with a clear message", async () => {
     const batch = new Batch();
-    batch.add(P({}));
+    batch.add(P({ topK: 65 }));
     const logits = logitsFor(1, 3);
     const ranked = await preselector.run(logits, 1, true);
     const sampler = track(batch.sampler());
     await expect(sampler.sample(batch.rows, { candidates: ranked })).rejects.toThrow(/no logits for the row at 0, which needs its full row/);
+    // A plain row whose draw needs the whole row (here: no log-sum-exp at its temperature) needs fetchRows.
+    const plain = new Batch();
+    plain.add(P({}));
+    await expect(track(plain.sampler()).sample(plain.rows, { candidates: ranked })).rejects.toThrow(/without fetchRows, and a draw needs its whole row/);
     const withoutLse: RunnerOutput = { candidates: { ...ranked, logSumExp: null } };
     await expect(sampler.sample(batch.rows, withoutLse)).rejects.toThrow(/logSumExp is missing/);
   });
