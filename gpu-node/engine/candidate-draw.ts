@@ -2,13 +2,14 @@
  * Plain sampling (temperature, optional top_p / min_p, no top_k) from a device's ranked candidates, so the
  * default request does not bring its 100k-entry row back every step.
  *
- * The draw orders the vocabulary as: the k candidates best first, then every other token by id. With
- * the row's mass at its temperature (Z, from scaledLogSumExp) the candidates' cumulative weights say
- * where each candidate's interval lies; the uniform u picks the token whose interval holds u·Z. When u·Z
- * is past the candidates (probability: the tail's mass), the whole row is fetched and the draw walks the
- * tail in id order (drawTail): each token keeps probability w/Z, so the distribution is the whole row's.
- * Only the mapping of u to tokens differs from the host sampler's (id order), so a seed gives the same
- * text alone and in a batch, but not the same text as the CPU layout.
+ * The draw orders the vocabulary as: the head (the best candidates down to a clear gap: headOf) by id,
+ * then every other token by id. With the row's mass at its temperature (Z, from scaledLogSumExp) the
+ * head's cumulative weights say where each head token's interval lies; the uniform u picks the token
+ * whose interval holds u·Z. When u·Z is past the head (probability: the tail's mass), the whole row is
+ * fetched and the draw walks the tail in id order (drawTail): each token keeps probability w/Z, so the
+ * distribution is the whole row's. Only the mapping of u to tokens differs from the host sampler's (id
+ * order throughout), so a seed gives the same text alone and in a batch, not the CPU layout's text.
+ * A row without such a gap in its candidates (a nearly flat row) is drawn by the host sampler (FULL_ROW).
  *
  * min_p and top_p cut the distribution first: they are decided from the candidates when min_p drops a
  * candidate (then it drops the whole tail, which ranks below) or when the candidates' mass reaches top_p
@@ -18,6 +19,9 @@ import { MAX_TOP_LOGPROBS } from "../../shared/limits.ts";
 import type { PreselectedCandidates } from "../runner/step-runner.ts";
 import { expNonPositive } from "./fast-exp.ts";
 import type { SampleResult, SamplingParams } from "./sampler.ts";
+
+/** Logit units between the head's last token and the next: far above fp16 noise (see headOf). */
+export const HEAD_GAP = 0.1;
 
 /** tryCandidates: u falls in the tail; draw it from the whole row with drawTail. */
 export const TAIL = -1;
@@ -31,87 +35,119 @@ export function drawsFromCandidatesOrTail(params: SamplingParams, k: number, voc
 }
 
 export class CandidateDraw {
-  private cumulative = new Float64Array(64);
+  private cumulative = new Float64Array(0);
+  private sortedIds = new Int32Array(0);
+  private sortedValues = new Float32Array(0);
   private readonly isCandidate: Uint8Array;
 
   constructor(private readonly vocabSize: number) {
     this.isCandidate = new Uint8Array(vocabSize);
   }
 
+  private ensureScratch(k: number): void {
+    if (this.cumulative.length >= k) return;
+    this.cumulative = new Float64Array(k);
+    this.sortedIds = new Int32Array(k);
+    this.sortedValues = new Float32Array(k);
+  }
+
   /** The token drawn from row r's candidates, or TAIL / FULL_ROW (see the file comment). */
   tryCandidates(c: PreselectedCandidates, r: number, p: SamplingParams, u: number): number {
     const lseT = c.scaledLogSumExp?.[r];
     if (lseT === undefined || !Number.isFinite(lseT)) return FULL_ROW;
-    const k = c.k;
-    const base = r * k;
+    this.ensureScratch(c.k);
+    const base = r * c.k;
     const max = c.values[base];
     if (!Number.isFinite(max)) return FULL_ROW;
-    if (this.cumulative.length < k) this.cumulative = new Float64Array(k);
-    const cum = this.cumulative;
+    const head = headOf(c, r);
+    if (head === 0) return FULL_ROW;
     const invT = 1 / p.temperature;
+    // min_p and top_p keep a prefix of the ranked head (the host sampler's rules); the draw walks it by id.
     let sum = 0;
     let kept = 0;
-    for (; kept < k; kept++) {
+    for (; kept < head; kept++) {
       const w = expNonPositive((c.values[base + kept] - max) * invT);
       if (w < p.minP) break;
       sum += w;
-      cum[kept] = sum;
     }
     let total: number;
     if (p.minP > 0) {
-      if (kept === k) return FULL_ROW; // the tail may hold tokens min_p keeps
-      total = sum; // min_p dropped a candidate, so every tail token too
+      if (kept === head) return FULL_ROW; // the tail may hold tokens min_p keeps
+      total = sum; // min_p dropped a head token, so every tail token too
     } else {
-      // The row's mass relative to its max (never below what the candidates alone carry).
+      // The row's mass relative to its max (never below what the head alone carries).
       total = Math.max(sum, Math.exp(lseT - max * invT));
     }
     if (p.topP < 1) {
       const nucleus = p.topP * total;
-      if (cum[kept - 1] < nucleus) return FULL_ROW; // the nucleus reaches into the tail
+      if (sum < nucleus) return FULL_ROW; // the nucleus reaches into the tail
       // Keep a token while the mass ranked above it is below top_p (as the host sampler does).
       let cut = 1;
-      while (cut < kept && cum[cut - 1] < nucleus) cut++;
-      return c.ids[base + searchCumulative(cum, cut, u * cum[cut - 1])];
+      let above = expNonPositive((c.values[base] - max) * invT);
+      while (cut < kept && above < nucleus) above += expNonPositive((c.values[base + cut++] - max) * invT);
+      const inNucleus = this.sortById(c, r, cut, max, invT);
+      return this.sortedIds[searchCumulative(this.cumulative, cut, u * inNucleus)];
     }
-    if (p.minP > 0) return c.ids[base + searchCumulative(cum, kept, u * total)];
+    const headMass = this.sortById(c, r, kept, max, invT);
     const target = u * total;
-    return target < sum ? c.ids[base + searchCumulative(cum, kept, target)] : TAIL;
+    if (p.minP > 0) return this.sortedIds[searchCumulative(this.cumulative, kept, target)];
+    return target < headMass ? this.sortedIds[searchCumulative(this.cumulative, kept, target)] : TAIL;
   }
 
   /**
    * The draw for a row tryCandidates answered TAIL, on its whole row (bias and penalties applied): the
-   * same order and u, with exact float64 weights; a token of the candidates when rounding put u·Z
-   * back inside them.
+   * same order and u, with exact float64 weights; a head token when rounding put u·Z back inside the head.
    */
   drawTail(row: Float32Array, offset: number, c: PreselectedCandidates, r: number, p: SamplingParams, u: number): number {
     const V = this.vocabSize;
-    const k = c.k;
-    const base = r * k;
+    this.ensureScratch(c.k);
+    const head = headOf(c, r);
     const invT = 1 / p.temperature;
     const max = rowMax(row, offset, V);
+    this.sortById(c, r, head, NaN, invT);
+    const ids = this.sortedIds;
+    const cum = this.cumulative;
     const mark = this.isCandidate;
-    let candidateMass = 0;
-    for (let i = 0; i < k; i++) {
-      mark[c.ids[base + i]] = 1;
-      candidateMass += Math.exp((row[offset + c.ids[base + i]] - max) * invT);
+    let headMass = 0;
+    for (let i = 0; i < head; i++) {
+      mark[ids[i]] = 1;
+      headMass += Math.exp((row[offset + ids[i]] - max) * invT);
+      cum[i] = headMass;
     }
     const total = massOf(row, offset, V, max, invT);
-    let target = u * total;
-    let token = -1;
-    if (target < candidateMass) {
-      let cum = 0;
-      for (let i = 0; i < k && token < 0; i++) {
-        cum += Math.exp((row[offset + c.ids[base + i]] - max) * invT);
-        if (cum > target) token = c.ids[base + i];
-      }
-    }
-    if (token < 0) {
-      target -= candidateMass;
-      token = walkTail(row, offset, V, max, invT, mark, target);
-      if (token < 0) token = c.ids[base + k - 1]; // rounding left nothing: the last candidate
-    }
-    for (let i = 0; i < k; i++) mark[c.ids[base + i]] = 0;
+    const target = u * total;
+    let token = target < headMass ? ids[searchCumulative(cum, head, target)] : walkTail(row, offset, V, max, invT, mark, target - headMass);
+    if (token < 0) token = ids[head - 1]; // rounding left nothing
+    for (let i = 0; i < head; i++) mark[ids[i]] = 0;
     return token;
+  }
+
+  /**
+   * The first n ranked candidates of row r sorted by id into sortedIds, with their cumulative weights
+   * (relative to `max`, at 1/T) in cumulative; returns the total. NaN max: ids only.
+   */
+  private sortById(c: PreselectedCandidates, r: number, n: number, max: number, invT: number): number {
+    const ids = this.sortedIds;
+    const values = this.sortedValues;
+    const base = r * c.k;
+    for (let i = 0; i < n; i++) {
+      const id = c.ids[base + i];
+      const v = c.values[base + i];
+      let j = i;
+      for (; j > 0 && ids[j - 1] > id; j--) {
+        ids[j] = ids[j - 1];
+        values[j] = values[j - 1];
+      }
+      ids[j] = id;
+      values[j] = v;
+    }
+    if (max !== max) return NaN;
+    let sum = 0;
+    for (let i = 0; i < n; i++) {
+      sum += expNonPositive((values[i] - max) * invT);
+      this.cumulative[i] = sum;
+    }
+    return sum;
   }
 
   /** Token and logprobs (from the candidates and the row's log-sum-exp) of a token drawn this way. */
@@ -123,6 +159,20 @@ export class CandidateDraw {
     for (let i = 0; i < count; i++) top[i] = { token: c.ids[r * c.k + i], logprob: c.values[r * c.k + i] - logZ };
     return { token, logprob: tokenLogit - logZ, top };
   }
+}
+
+/**
+ * How many of row r's ranked candidates form its head: the longest prefix followed by a drop of at least
+ * HEAD_GAP (0: none). Why a gap: the device computes in fp16, and a batch of another shape, or a prefill
+ * instead of a decode, moves logits by a few units in the last place. A head boundary inside a run of
+ * close values would let such noise move a token between head and tail, which reorders the walk; across
+ * a gap it cannot. Within the head the draw goes by id, so noise that swaps two head tokens' ranks does
+ * not change which token u picks either.
+ */
+function headOf(c: PreselectedCandidates, r: number): number {
+  const base = r * c.k;
+  for (let h = c.k - 1; h > 0; h--) if (c.values[base + h - 1] - c.values[base + h] >= HEAD_GAP) return h;
+  return 0;
 }
 
 // Each scan is a function of its own that ends right after its loop (see the V8 note in sampler.ts).

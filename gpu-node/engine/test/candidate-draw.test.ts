@@ -33,10 +33,12 @@ function candidatesOf(row: Float32Array, temperature: number): PreselectedCandid
   };
 }
 
-/** A row with a clear head and a long tail holding `tail` of the mass roughly. */
-function makeRow(seed: number, spread: number): Float32Array {
+/** A long tail of logits in [-spread, 0], and `head` tokens (ids scattered) at lift + i/8. */
+function makeRow(seed: number, spread: number, head = 0, lift = 0): Float32Array {
   const random = seededUniform(seed);
-  return Float32Array.from({ length: V }, () => (random() - 1) * spread);
+  const row = Float32Array.from({ length: V }, () => (random() - 1) * spread);
+  for (let i = 0; i < head; i++) row[(i * 97 + 5) % V] = lift + i / 8;
+  return row;
 }
 
 /** Probabilities at temperature T over the whole row. */
@@ -73,16 +75,15 @@ function drawAll(row: Float32Array, params: SamplingParams): { counts: Float64Ar
 describe("drawing from device candidates, the tail only when u lands there", () => {
   it("temperature alone: every token N·p ± 1 times, the tail read exactly as often as its mass", () => {
     for (const [seed, T] of [[1, 1], [2, 0.7], [3, 1.6]] as const) {
-      const row = makeRow(seed, 9);
+      const row = makeRow(seed, 9, 20, 0.5);
       const params = { ...DEFAULT_SAMPLING, temperature: T };
       expect(drawsFromCandidatesOrTail(params, K, V)).toBe(true);
       const p = probabilities(row, T);
       const { counts, tail, full } = drawAll(row, params);
       expect(full).toBe(0);
       for (let i = 0; i < V; i++) expect(Math.abs(counts[i] - N * p[i]), `token ${i}, T ${T}`).toBeLessThanOrEqual(1.01);
-      const c = candidatesOf(row, T);
       let head = 0;
-      for (const id of c.ids) head += p[id];
+      for (let i = 0; i < 20; i++) head += p[(i * 97 + 5) % V];
       expect(head).toBeGreaterThan(0.05);
       expect(head).toBeLessThan(0.95); // the tail matters in this row
       expect(Math.abs(tail - N * (1 - head))).toBeLessThanOrEqual(1.01);
@@ -90,9 +91,8 @@ describe("drawing from device candidates, the tail only when u lands there", () 
   });
 
   it("top_p and min_p decided from the candidates draw what the host sampler draws; undecidable rows go whole", () => {
-    const peaked = makeRow(4, 6); // most mass in a head of 40 tokens: top_p 0.9 and min_p 0.05 are decidable
-    for (let i = 0; i < 40; i++) peaked[(i * 97) % V] += 9 + i / 8;
-    const flat = makeRow(5, 3); // mass spread over the vocabulary: neither is
+    const peaked = makeRow(4, 6, 40, 9); // most mass in a head of 40 tokens: top_p 0.9 and min_p 0.05 are decidable
+    const flat = makeRow(5, 3, 3, 0.5); // a small head, the mass spread over the vocabulary: neither is
     const host = new Sampler(V);
     for (const extra of [{ topP: 0.9 }, { minP: 0.05 }, { topP: 0.8, minP: 0.01 }]) {
       const params = { ...DEFAULT_SAMPLING, temperature: 0.9, ...extra };
@@ -106,6 +106,11 @@ describe("drawing from device candidates, the tail only when u lands there", () 
       const { full: fullFlat } = drawAll(flat, params);
       expect(fullFlat, `flat ${JSON.stringify(extra)}`).toBe(N);
     }
+  });
+
+  it("a row without a clear gap among its candidates (a flat row) goes whole whatever u is", () => {
+    const params = { ...DEFAULT_SAMPLING, temperature: 1 };
+    expect(drawAll(makeRow(6, 9), params).full).toBe(N);
   });
 
   it("greedy and top_k rows are not drawn this way (they draw from candidates as before)", () => {
