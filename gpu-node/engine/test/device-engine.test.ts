@@ -94,6 +94,8 @@ describe("engine on the device layout (WebGPU)", { timeout: DEVICE_TEST_TIMEOUT 
     const alone = h.tokens("plain-alone");
     expect(alone[0]).toHaveLength(16);
     expect(alone[0]).not.toContain(200);
+    // the bias reached the device's ranking: the lifted tokens are drawn (raw rows would almost never give them)
+    expect(alone[0].filter((t) => t >= 100 && t <= 103).length).toBeGreaterThan(8);
     expect(candidateSteps).toBeGreaterThan(steps / 2);
     h.submit("plain-busy", body);
     const others = Array.from({ length: 5 }, (_, i) => ({

@@ -3,8 +3,13 @@
  * as the host's adjustment of the whole row does (logit-adjustments.ts): same top 64 ids, values and
  * log-sum-exps (plain and at the row's temperature) within float32 rounding, on Phi-4's vocabulary with
  * biases that lift a low token into the head and ban the best one, repetition penalty on positive and
- * negative logits, frequency and presence penalties on repeated tokens.
+ * negative logits, frequency and presence penalties on repeated tokens. Through DeviceRunner.run: the
+ * adjusted ranking and log-sum-exps of a row that carries adjustments and a temperature, the bytes the
+ * second ranking adds, and fetchRows handing back the row as computed.
  */
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VOCAB_SIZE } from "../../../shared/limits.ts";
@@ -14,7 +19,12 @@ import { applyBiasAndPenalties, sparseAdjustments } from "../../engine/logit-adj
 import { DEFAULT_SAMPLING, type SamplingParams } from "../../engine/sampler.ts";
 import { TokenCounts } from "../../engine/token-counts.ts";
 import { DEVICE_TOP_K, deviceIo } from "../../model/graph/device-decoder-graph.ts";
+import { RandomWeights } from "../../model/random-weights.ts";
+import { tinyConfig } from "../../model/tiny-model.ts";
+import { writeModel } from "../../model/write-model.ts";
 import { buildDeviceRankerGraph, rankerIo } from "../device-ranker-graph.ts";
+import { DeviceRunner } from "../device-runner.ts";
+import { LogitsNeed } from "../step-runner.ts";
 
 const V = VOCAB_SIZE;
 const K = DEVICE_TOP_K;
@@ -25,8 +35,10 @@ beforeAll(async () => {
   session = await ort.InferenceSession.create(buildDeviceRankerGraph(V, K), { executionProviders: ["webgpu"], logSeverityLevel: 3 });
 }, 300_000);
 
+let root: string | undefined;
 afterAll(async () => {
   await session?.release();
+  if (root) await rm(root, { recursive: true, force: true });
 });
 
 function hostTop(row: Float32Array, k: number): number[] {
@@ -97,5 +109,38 @@ describe("bias and penalties on the device", { timeout: 300_000 }, () => {
     // the adjustments did something: the lifted token leads row 0, the banned one is gone
     expect(ids[0]).toBe(17);
     expect(Array.from(ids.subarray(0, K))).not.toContain(best[0]);
+  });
+
+  it("DeviceRunner.run ranks a row after its adjustments, with its log-sum-exp at its temperature; fetchRows gives the raw row", async () => {
+    root = await mkdtemp(path.join(os.tmpdir(), "device-ranker-"));
+    const config = tinyConfig();
+    await writeModel(config, new RandomWeights(config, 3), { outDir: root, dtype: "fp16", layout: "device" });
+    const runner = await DeviceRunner.load({ modelDir: root, numBlocks: 4, blockSize: 32 });
+    try {
+      const adjust = { count: 2, ids: Int32Array.of(17, 42), bias: Float32Array.of(50, 0), penalty: Float32Array.of(1, 2), addend: Float32Array.of(0, -1) };
+      const out = await runner.run([
+        { tokens: [1, 2, 3], pastLen: 0, blockTable: [0], needs: LogitsNeed.Candidates, adjust, temperature: 0.5 },
+        { tokens: [4], pastLen: 0, blockTable: [1], needs: LogitsNeed.Candidates },
+      ]);
+      const c = out.candidates!;
+      expect(c.ids[0]).toBe(17);
+      const stats = runner.lastStepStats;
+      expect(stats.runs).toBe(2);
+      expect(stats.bytesFromDevice).toBe(2 * (K * 8 + 4) + 2 * (K * 8 + 8)); // the forward's head, then the ranker's
+      const raw = await out.fetchRows!([0, 1]);
+      const host = raw.slice(0, V);
+      expect(host[17]).toBeLessThan(c.values[0] - 40); // the row as computed: the bias is the ranker's alone
+      const y = host[42];
+      host[17] += 50;
+      host[42] = (y > 0 ? y / 2 : y * 2) - 1;
+      expect(Math.abs(c.logSumExp![0] - logSumExp(host))).toBeLessThan(1e-3);
+      expect(Math.abs(c.scaledLogSumExp![0] - logSumExp(host, 2))).toBeLessThan(1e-3);
+      // the unadjusted row ranks as it is
+      const second = raw.subarray(V, 2 * V);
+      expect(c.ids[K]).toBe(hostTop(second, 1)[0]);
+      expect(Math.abs(c.logSumExp![1] - logSumExp(second))).toBeLessThan(1e-3);
+    } finally {
+      await runner.release();
+    }
   });
 });
