@@ -8,7 +8,8 @@
  * whose interval holds u·Z. When u·Z is past the head (probability: the tail's mass), the whole row is
  * fetched and the draw walks the tail in id order (drawTail): each token keeps probability w/Z, so the
  * distribution is the whole row's. Only the mapping of u to tokens differs from the host sampler's (id
- * order throughout), so a seed gives the same text alone and in a batch, not the CPU layout's text.
+ * order throughout), so the text differs from the CPU layout's. A seed gives the same text alone and in a
+ * batch where draws land in the head; a tail draw is as sensitive to fp16 noise as any walk of the row.
  * A row without such a gap in its candidates (a nearly flat row) is drawn by the host sampler (FULL_ROW).
  *
  * min_p and top_p cut the distribution first: they are decided from the candidates when min_p drops a

@@ -255,7 +255,7 @@ export class LlmEngine {
         pastLen: row.seq.numComputedTokens,
         blockTable: row.seq.blockTable,
       };
-      this.sampler.describe(row, batchRow);
+      this.sampler.describe(row, batchRow, this.runner.ranksCandidates === true);
       return batchRow;
     });
     const started = performance.now();

@@ -78,14 +78,15 @@ export class StepSampler {
 
   /**
    * Fills what the runner needs to know about a scheduled row: `needs`, and for a Candidates row its
-   * bias/penalties as sparse entries and its temperature (a runner returning candidates applies them).
+   * bias/penalties as sparse entries and its temperature, when the runner ranks candidates itself
+   * (`ranksCandidates`; a runner of whole rows gets neither: the sampler adjusts those rows itself).
    */
-  describe(row: ScheduledRow, into: BatchRow): void {
+  describe(row: ScheduledRow, into: BatchRow, ranksCandidates = true): void {
     const needs = this.needs(row);
     into.needs = needs;
     into.adjust = null;
     into.temperature = 1;
-    if (needs !== LogitsNeed.Candidates) return;
+    if (needs !== LogitsNeed.Candidates || !ranksCandidates) return;
     const s = this.samplingOf(row.seq)!;
     into.adjust = sparseAdjustments(s.params, s.counts, this.vocabSize, this.adjustSlots);
     into.temperature = s.params.temperature;

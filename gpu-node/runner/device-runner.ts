@@ -70,6 +70,7 @@ export class DeviceRunner implements StepRunner {
   private hostRowKind = new Uint8Array(0);
   private hostRowIds = new Int32Array(0);
   readonly kvBytesPerBlock: number;
+  readonly ranksCandidates = true;
   private readonly poolFeeds: Record<string, ort.Tensor>;
   /** The last step's whole logits rows, still on the device (released at the next step). */
   private lastLogits: ort.Tensor | null = null;

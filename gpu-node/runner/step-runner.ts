@@ -88,6 +88,11 @@ export interface StepRunner {
   readonly numBlocks: number;
   readonly blockSize: number;
   readonly kvBytesPerBlock: number;
+  /**
+   * Whether `run` returns candidates ranked after each row's BatchRow.adjust at its temperature (a device
+   * runner); then the step loop fills those fields. Absent: the runner returns whole rows.
+   */
+  readonly ranksCandidates?: boolean;
   /** Timings of the last `run`. */
   readonly lastStepStats: StepStats;
   /** One forward pass over the batch; writes the rows' new K/V into their blocks. */
