@@ -195,9 +195,9 @@ async function benchOneModel(o: BenchOptions, dtype: WeightDtype, layers: number
       prefill.push({ tokens: T, ms, floor: prefillFloor(config, dtype, T) });
       log(`  prefill ${T}: ${ms.toFixed(2)} ms`);
     }
-    // Every batch × context with rows sampled from their ranked candidates (greedy, top_k ≤ 64), then every
-    // batch at the shortest context with rows that need the whole vocabulary (plain temperature sampling,
-    // bias, penalties): those bring their full logits row back each step.
+    // Every batch × context with rows sampled from their ranked candidates (greedy, top_k ≤ 64, and most plain
+    // sampling steps), then every batch at the shortest context with rows that need the whole vocabulary
+    // (top_k > 64, structured outputs, a plain draw in a row's tail): those bring their full logits row back.
     const cases = [
       ...o.contexts.flatMap((context) => o.batches.map((batch) => ({ batch, context, rows: "candidates" as const }))),
       ...o.batches.map((batch) => ({ batch, context: Math.min(...o.contexts), rows: "whole" as const })),
@@ -286,7 +286,7 @@ function printTables(r: BenchResult, log: (line: string) => void): void {
     log(`${`${d.dtype}, ${r.extrapolatedTo} layers`.padEnd(26)} |      ms |   tok/s | per layer ms | fixed ms | floor H100 ms | floor H200 ms | of floor${gpu ? ` (${gpu.toUpperCase()})` : " H100 / H200"}`);
     for (const x of d.decode) log(row(`decode b${x.batch} ctx ${x.context}${x.rows === "whole" ? " whole" : ""}`.padEnd(26), x, x.tokensPerSec));
     for (const x of d.prefill) log(row(`prefill ${x.tokens}`.padEnd(26), x, x.tokensPerSec));
-    log(`("whole": every row also brings its full ${r.shape.vocabSize}-logit row back, as temperature sampling without top_k ≤ 64 or with bias/penalties needs)`);
+    log(`("whole": every row also brings its full ${r.shape.vocabSize}-logit row back, as top_k > 64, structured outputs or a plain draw landing in a row's tail need)`);
     for (const s of d.batchScaling) {
       log(`aggregate decode tok/s, batch ${s.batch} over ${s.over}, context ${s.context}: ${s.valid ? `${s.ratio.toFixed(1)}×` : "—"} (target ≥ 15× for 32 over 1)`);
     }

@@ -10,7 +10,7 @@ import { ApiError } from "../../shared/errors.ts";
 import type { FinishReason } from "../../shared/openai-types.ts";
 import type { StreamEvent } from "../../shared/protocol.ts";
 import type { ChatRequest } from "../../shared/request-schema.ts";
-import type { RunnerOutput, StepRunner } from "../runner/step-runner.ts";
+import type { BatchRow, RunnerOutput, StepRunner } from "../runner/step-runner.ts";
 import { GrammarCompiler } from "../grammar/grammar-compiler.ts";
 import { grammarSpecOf, type GrammarSpec } from "../grammar/grammar-spec.ts";
 import type { TokenConstraint } from "../grammar/token-constraint.ts";
@@ -259,12 +259,15 @@ export class LlmEngine {
 
   /** One forward pass over the scheduled rows, each fed from its first uncomputed token. */
   private async run(rows: readonly ScheduledRow[]): Promise<RunnerOutput> {
-    const batch = rows.map((row) => ({
-      tokens: row.seq.tokens.slice(row.seq.numComputedTokens, row.seq.numComputedTokens + row.numTokens),
-      pastLen: row.seq.numComputedTokens,
-      blockTable: row.seq.blockTable,
-      needs: this.sampler.needs(row),
-    }));
+    const batch = rows.map((row) => {
+      const batchRow: BatchRow = {
+        tokens: row.seq.tokens.slice(row.seq.numComputedTokens, row.seq.numComputedTokens + row.numTokens),
+        pastLen: row.seq.numComputedTokens,
+        blockTable: row.seq.blockTable,
+      };
+      this.sampler.describe(row, batchRow, this.runner.ranksCandidates === true);
+      return batchRow;
+    });
     const started = performance.now();
     const output = await this.runner.run(batch);
     this.timings.forwardDone(started, this.runner.lastStepStats.sessionRunMs);

@@ -4,6 +4,7 @@
  * (output tokens). Sparse: the cost follows the bias entries and the distinct tokens seen, never the
  * vocabulary. A request's logit_bias object is compiled once (treat it as immutable).
  */
+import type { LogitAdjustments } from "../runner/step-runner.ts";
 import type { SamplingParams } from "./sampler.ts";
 import type { TokenCounts } from "./token-counts.ts";
 
@@ -42,4 +43,40 @@ export function applyBiasAndPenalties(row: Float32Array, offset: number, vocabSi
     const cs = counts.generatedCounts;
     for (let i = 0; i < counts.distinctGenerated; i++) row[offset + ids[i]] -= cs[i] * freq + pres;
   }
+}
+
+/**
+ * The same adjustments as sparse entries for a runner to apply on its device (LogitAdjustments: each id
+ * once, bias then repetition then frequency/presence, as above); null when the settings change nothing.
+ * `slotOf` is vocabulary-sized scratch holding -1 everywhere; it is left that way.
+ */
+export function sparseAdjustments(p: SamplingParams, counts: TokenCounts, vocabSize: number, slotOf: Int32Array): LogitAdjustments | null {
+  const bias = compileBias(p.logitBias, vocabSize);
+  const rep = p.repetitionPenalty;
+  const freq = p.frequencyPenalty;
+  const pres = p.presencePenalty;
+  const nRep = rep !== 1 ? counts.presentLength() : 0;
+  const nGen = freq !== 0 || pres !== 0 ? counts.distinctGenerated : 0;
+  const capacity = bias.ids.length + nRep + nGen;
+  if (capacity === 0) return null;
+  const a: LogitAdjustments = {
+    count: 0, ids: new Int32Array(capacity), bias: new Float32Array(capacity),
+    penalty: new Float32Array(capacity), addend: new Float32Array(capacity),
+  };
+  const slot = (id: number): number => {
+    let at = slotOf[id];
+    if (at < 0) {
+      at = a.count++;
+      slotOf[id] = at;
+      a.ids[at] = id;
+      a.penalty[at] = 1;
+    }
+    return at;
+  };
+  for (let i = 0; i < bias.ids.length; i++) a.bias[slot(bias.ids[i])] += bias.values[i];
+  const present = nRep > 0 ? counts.present() : null;
+  for (let i = 0; i < nRep; i++) a.penalty[slot(present![i])] = rep;
+  for (let i = 0; i < nGen; i++) a.addend[slot(counts.generatedIds[i])] = -(counts.generatedCounts[i] * freq + pres);
+  for (let i = 0; i < a.count; i++) slotOf[a.ids[i]] = -1;
+  return a;
 }

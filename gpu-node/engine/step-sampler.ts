@@ -12,9 +12,10 @@
  * step that can use it, on the configured threads; if onnxruntime cannot build or run it, rows are
  * scanned in JS instead (the same tokens, only slower).
  */
-import { LogitsNeed, type PreselectedCandidates, type RunnerOutput } from "../runner/step-runner.ts";
+import { LogitsNeed, type BatchRow, type PreselectedCandidates, type RunnerOutput } from "../runner/step-runner.ts";
+import { CandidateDraw, drawsFromCandidatesOrTail, FULL_ROW, TAIL } from "./candidate-draw.ts";
 import { maskDisallowed, type LogitsConstraint } from "./logits-constraint.ts";
-import { applyBiasAndPenalties } from "./logit-adjustments.ts";
+import { applyBiasAndPenalties, sparseAdjustments } from "./logit-adjustments.ts";
 import { LogitsPreselector, PRESELECT_K } from "./logits-preselector.ts";
 import { uniformFromWords } from "./prng.ts";
 import { drawsFromCandidates, Sampler, type SampleResult, type SamplingParams } from "./sampler.ts";
@@ -46,6 +47,13 @@ export class StepSampler {
   private fromRunner = new Uint8Array(64);
   /** A vocabulary-sized row for drawing from the runner's candidates (see drawFromRunnerCandidates). */
   private candidateRow: Float32Array | null = null;
+  /** Plain sampling from the runner's candidates, the whole row only when the draw lands in its tail. */
+  private readonly candidateDraw: CandidateDraw;
+  /** Per step: draw rows waiting for their whole row (TAIL or FULL_ROW from candidateDraw), and which. */
+  private readonly pending: number[] = [];
+  private readonly pendingKind: number[] = [];
+  /** Vocabulary-sized scratch for sparseAdjustments (-1 everywhere between calls). */
+  private readonly adjustSlots: Int32Array;
 
   constructor(
     private readonly vocabSize: number,
@@ -56,6 +64,8 @@ export class StepSampler {
     private readonly timings: StepTimings,
   ) {
     this.sampler = new Sampler(vocabSize);
+    this.candidateDraw = new CandidateDraw(vocabSize);
+    this.adjustSlots = new Int32Array(vocabSize).fill(-1);
   }
 
   /** What a scheduled row needs back from the forward pass (BatchRow.needs). */
@@ -64,6 +74,22 @@ export class StepSampler {
     if (seq.numComputedTokens + row.numTokens < seq.numTokens) return LogitsNeed.None;
     const s = this.samplingOf(seq);
     return s === undefined ? LogitsNeed.None : this.needOf(s);
+  }
+
+  /**
+   * Fills what the runner needs to know about a scheduled row: `needs`, and for a Candidates row its
+   * bias/penalties as sparse entries and its temperature, when the runner ranks candidates itself
+   * (`ranksCandidates`; a runner of whole rows gets neither: the sampler adjusts those rows itself).
+   */
+  describe(row: ScheduledRow, into: BatchRow, ranksCandidates = true): void {
+    const needs = this.needs(row);
+    into.needs = needs;
+    into.adjust = null;
+    into.temperature = 1;
+    if (needs !== LogitsNeed.Candidates || !ranksCandidates) return;
+    const s = this.samplingOf(row.seq)!;
+    into.adjust = sparseAdjustments(s.params, s.counts, this.vocabSize, this.adjustSlots);
+    into.temperature = s.params.temperature;
   }
 
   /**
@@ -88,7 +114,7 @@ export class StepSampler {
       const s = this.drawable(rows[r].seq);
       if (s === undefined) continue;
       drawRows.push(r);
-      // The runner's candidates rank raw logits: they serve the rows it was asked candidates for.
+      // The runner ranked the rows it was asked candidates for (after their bias and penalties): they draw from those.
       const runnerRanks = output.candidates !== undefined && this.needOf(s) === LogitsNeed.Candidates;
       this.fromRunner[r] = runnerRanks ? 1 : 0;
       if (runnerRanks) continue;
@@ -100,17 +126,53 @@ export class StepSampler {
       }
     }
     const preselected = await this.preselect(logits, rows.length, rankable, logprobRows);
+    const pending = this.pending;
+    pending.length = 0;
+    this.pendingKind.length = 0;
     for (const r of drawRows) {
       const seq = rows[r].seq;
       const s = this.drawable(seq); // aborted while the preselector ran: skip
       if (s === undefined) continue;
       const u = uniformFromWords(s.seedLo, s.seedHi, seq.choiceIndex, seq.numOutputTokens);
-      results[r] = this.fromRunner[r] === 1
-        ? this.drawFromRunnerCandidates(output.candidates!, r, s.params, u)
-        : this.sampler.draw(logits, r * V, s.params, u, preselected, r);
+      if (this.fromRunner[r] === 0) results[r] = this.sampler.draw(logits, r * V, s.params, u, preselected, r);
+      else if (drawsFromCandidates(s.params, PRESELECT_K, V)) results[r] = this.drawFromRunnerCandidates(output.candidates!, r, s.params, u);
+      else {
+        const c = output.candidates!;
+        const token = this.candidateDraw.tryCandidates(c, r, s.params, u);
+        if (token >= 0) results[r] = this.candidateDraw.result(c, r, token, candidateValue(c, r, token), s.params);
+        else {
+          pending.push(r);
+          this.pendingKind.push(token);
+        }
+      }
     }
+    if (pending.length > 0) await this.drawFromWholeRows(rows, output);
     this.timings.samplingDone(started);
     return results;
+  }
+
+  /**
+   * The Candidates rows whose draw needs the whole row: fetched from the runner in one go, adjusted on the
+   * host as any full row is, then drawn (the tail walk, or the host sampler where top_p/min_p needed the row).
+   */
+  private async drawFromWholeRows(rows: readonly ScheduledRow[], output: RunnerOutput): Promise<void> {
+    const V = this.vocabSize;
+    if (output.fetchRows === undefined) throw new RangeError("the runner returned candidates without fetchRows, and a draw needs its whole row");
+    const c = output.candidates!;
+    const fetched = await output.fetchRows(this.pending);
+    for (let i = 0; i < this.pending.length; i++) {
+      const r = this.pending[i];
+      const seq = rows[r].seq;
+      const s = this.drawable(seq);
+      if (s === undefined) continue;
+      const u = uniformFromWords(s.seedLo, s.seedHi, seq.choiceIndex, seq.numOutputTokens);
+      this.adjust(fetched, i * V, s);
+      if (this.pendingKind[i] === FULL_ROW) this.results[r] = this.sampler.draw(fetched, i * V, s.params, u);
+      else if (this.pendingKind[i] === TAIL) {
+        const token = this.candidateDraw.drawTail(fetched, i * V, c, r, s.params, u);
+        this.results[r] = this.candidateDraw.result(c, r, token, fetched[i * V + token], s.params);
+      }
+    }
   }
 
   /** Frees the preselector's onnxruntime session. */
@@ -122,7 +184,11 @@ export class StepSampler {
 
   /** A sampled row's need: candidates when its draw can use them and nothing adjusts its logits before ranking. */
   private needOf(s: ChoiceSampling): LogitsNeed {
-    return drawsFromCandidates(s.params, PRESELECT_K, this.vocabSize) && !adjustsLogits(s) ? LogitsNeed.Candidates : LogitsNeed.FullRow;
+    if (s.constraint !== null) return LogitsNeed.FullRow;
+    const V = this.vocabSize;
+    return drawsFromCandidates(s.params, PRESELECT_K, V) || drawsFromCandidatesOrTail(s.params, PRESELECT_K, V)
+      ? LogitsNeed.Candidates
+      : LogitsNeed.FullRow;
   }
 
   /**
@@ -185,14 +251,8 @@ function checkRunnerCandidates(c: PreselectedCandidates): void {
   if (c.logSumExp === null) throw new RangeError("runner candidates: logSumExp is missing");
 }
 
-/** Whether anything changes the row's logits before ranking (then raw-logit candidates cannot stand in for it). */
-function adjustsLogits(s: ChoiceSampling): boolean {
-  const p = s.params;
-  return s.constraint !== null || p.repetitionPenalty !== 1 || p.frequencyPenalty !== 0 || p.presencePenalty !== 0 ||
-    hasEntries(p.logitBias);
-}
-
-function hasEntries(o: Record<number, number>): boolean {
-  for (const _ in o) return true;
-  return false;
+/** Row r's candidate value of `token` (a token drawn from its candidates). */
+function candidateValue(c: PreselectedCandidates, r: number, token: number): number {
+  for (let i = r * c.k; i < (r + 1) * c.k; i++) if (c.ids[i] === token) return c.values[i];
+  return NaN;
 }

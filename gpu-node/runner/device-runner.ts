@@ -13,6 +13,10 @@
  * - What comes back is the ranked head of each row (top 64 logits, their ids, the row's log-sum-exp).
  *   The whole logits rows stay on the device; `fullLogits` downloads the rows a caller asks for with a
  *   second small session (Gather on the device tensor), for sampling settings that need the vocabulary.
+ * - Rows with logit_bias or penalties, or a temperature other than 1, are ranked again by a third small
+ *   session on the same device tensor (device-ranker-graph.ts): their sparse adjustments go up (20 bytes
+ *   an entry), the adjusted head and the log-sum-exp at the row's temperature come back, so they too
+ *   draw from candidates; `fetchRows` serves the rare draw that lands in a row's tail.
  * - `lastStepStats` counts the bytes each step moves in each direction.
  *
  * `session.run` blocks the calling thread for the whole step: call it from the engine's worker thread.
@@ -22,6 +26,7 @@ import type { Phi3Config } from "../model/phi3-config.ts";
 import { ModelFilesError, readModelFiles } from "../model/model-files.ts";
 import { DataType, OnnxGraph } from "../model/graph/onnx-graph.ts";
 import { DEVICE_TOP_K, buildKvPoolGraph, deviceIo, type DeviceDtype } from "../model/graph/device-decoder-graph.ts";
+import { buildDeviceRankerGraph, rankerIo } from "./device-ranker-graph.ts";
 import { MIN_DEVICE_BLOCK_SIZE } from "./execution-provider.ts";
 import { LogitsNeed, type BatchRow, type RunnerOutput, type StepRunner, type StepStats } from "./step-runner.ts";
 
@@ -39,6 +44,8 @@ export interface RankedRows {
   ids: Int32Array;
   /** log Σ exp(logit) over each whole row. */
   logSumExp: Float64Array;
+  /** log Σ exp(logit / T) at each row's BatchRow.temperature (run) ; forward alone: at T = 1. */
+  scaledLogSumExp: Float64Array;
 }
 
 export interface DeviceStepStats extends StepStats {
@@ -63,6 +70,7 @@ export class DeviceRunner implements StepRunner {
   private hostRowKind = new Uint8Array(0);
   private hostRowIds = new Int32Array(0);
   readonly kvBytesPerBlock: number;
+  readonly ranksCandidates = true;
   private readonly poolFeeds: Record<string, ort.Tensor>;
   /** The last step's whole logits rows, still on the device (released at the next step). */
   private lastLogits: ort.Tensor | null = null;
@@ -73,6 +81,7 @@ export class DeviceRunner implements StepRunner {
     private readonly session: ort.InferenceSession,
     private readonly rowFetch: ort.InferenceSession,
     private readonly blockRead: ort.InferenceSession,
+    private readonly ranker: ort.InferenceSession,
     pools: Record<string, ort.Tensor>,
     readonly config: Phi3Config,
     readonly dtype: DeviceDtype,
@@ -119,7 +128,9 @@ export class DeviceRunner implements StepRunner {
       created.push(rowFetch);
       const blockRead = await ort.InferenceSession.create(gatherGraph(DataType.FLOAT16, 4), base);
       created.push(blockRead);
-      return new DeviceRunner(allocator, session, rowFetch, blockRead, pools, c, files.dtype as DeviceDtype, numBlocks, blockSize);
+      const ranker = await ort.InferenceSession.create(buildDeviceRankerGraph(c.vocabSize, Math.min(DEVICE_TOP_K, c.vocabSize)), base);
+      created.push(ranker);
+      return new DeviceRunner(allocator, session, rowFetch, blockRead, ranker, pools, c, files.dtype as DeviceDtype, numBlocks, blockSize);
     } catch (err) {
       for (const t of Object.values(pools)) t.dispose();
       for (const s of created) await s.release().catch(() => {});
@@ -133,7 +144,8 @@ export class DeviceRunner implements StepRunner {
    */
   async run(rows: BatchRow[]): Promise<RunnerOutput> {
     const started = performance.now();
-    const ranked = await this.forward(rows);
+    let ranked = await this.forward(rows);
+    if (rows.some(needsRanking)) ranked = await this.rankAdjusted(rows);
     const V = this.config.vocabSize;
     const k = ranked.k;
     this.ensureHostRows(rows.length);
@@ -162,7 +174,64 @@ export class DeviceRunner implements StepRunner {
       }
     }
     this.lastStepStats.totalMs = performance.now() - started;
-    return { logits: this.hostRows.subarray(0, rows.length * V), candidates: ranked };
+    return { logits: this.hostRows.subarray(0, rows.length * V), candidates: ranked, fetchRows: this.fetchRows };
+  }
+
+  private readonly fetchRows = (rows: ArrayLike<number>): Promise<Float32Array> => this.fullLogits(rows);
+
+  /**
+   * Ranks the last forward's rows again on the device after each Candidates row's bias and penalties, and
+   * computes their log-sum-exp at their temperature (device-ranker-graph.ts); other rows rank as they are.
+   */
+  async rankAdjusted(rows: ReadonlyArray<BatchRow>): Promise<RankedRows> {
+    const logits = this.lastLogits;
+    if (!logits) throw new Error("rankAdjusted: no forward step to read from");
+    const V = this.config.vocabSize;
+    let n = 0;
+    for (const row of rows) if (row.needs === LogitsNeed.Candidates && row.adjust) n += row.adjust.count;
+    // At least one entry (an identity on token 0 of row 0): zero-sized tensors are not worth the risk on a device.
+    const size = Math.max(n, 1);
+    const index = new BigInt64Array(size);
+    const bias = new Float32Array(size);
+    const penalty = new Float32Array(size).fill(1);
+    const addend = new Float32Array(size);
+    const invT = new Float32Array(rows.length);
+    let at = 0;
+    for (let r = 0; r < rows.length; r++) {
+      const row = rows[r];
+      const t = row.temperature ?? 1;
+      invT[r] = row.needs === LogitsNeed.Candidates && t > 0 ? 1 / t : 1;
+      const a = row.needs === LogitsNeed.Candidates ? row.adjust : null;
+      if (!a) continue;
+      for (let i = 0; i < a.count; i++, at++) {
+        const id = a.ids[i];
+        if (!Number.isInteger(id) || id < 0 || id >= V) throw new Error(`row ${r}: adjusted token ${id} outside the vocabulary 0..${V - 1}`);
+        index[at] = BigInt(r * V + id);
+        bias[at] = a.bias[i];
+        penalty[at] = a.penalty[i];
+        addend[at] = a.addend[i];
+      }
+    }
+    const t0 = performance.now();
+    const out = await this.ranker.run({
+      [rankerIo.logits]: logits,
+      [rankerIo.adjustIndex]: new ort.Tensor("int64", index, [size]),
+      [rankerIo.adjustBias]: new ort.Tensor("float32", bias, [size]),
+      [rankerIo.adjustPenalty]: new ort.Tensor("float32", penalty, [size]),
+      [rankerIo.adjustAddend]: new ort.Tensor("float32", addend, [size]),
+      [rankerIo.invTemperature]: new ort.Tensor("float32", invT, [rows.length]),
+    });
+    const stats = this.lastStepStats;
+    stats.sessionRunMs += performance.now() - t0;
+    stats.runs++;
+    const values = out[deviceIo.topValues].data as Float32Array;
+    const ids = out[deviceIo.topIds].data as Int32Array;
+    const lse = out[deviceIo.logSumExp].data as Float32Array;
+    const scaled = out[rankerIo.scaledLogSumExp].data as Float32Array;
+    stats.bytesToDevice += index.byteLength + bias.byteLength + penalty.byteLength + addend.byteLength + invT.byteLength;
+    stats.bytesFromDevice += values.byteLength + ids.byteLength + lse.byteLength + scaled.byteLength;
+    stats.outputBytes = stats.bytesFromDevice;
+    return { k: Math.min(DEVICE_TOP_K, V), values, ids, logSumExp: Float64Array.from(lse), scaledLogSumExp: Float64Array.from(scaled) };
   }
 
   /**
@@ -231,7 +300,8 @@ export class DeviceRunner implements StepRunner {
     stats.bytesFromDevice = values.byteLength + ids.byteLength + lse32.byteLength;
     stats.outputBytes = stats.bytesFromDevice;
     stats.totalMs = performance.now() - started;
-    return { k: Math.min(DEVICE_TOP_K, this.config.vocabSize), values, ids, logSumExp: Float64Array.from(lse32) };
+    const logSumExp = Float64Array.from(lse32);
+    return { k: Math.min(DEVICE_TOP_K, this.config.vocabSize), values, ids, logSumExp, scaledLogSumExp: logSumExp };
   }
 
   /** The whole logits rows `rows` (indices into the last forward's rows), [rows.length, vocab] on the host. */
@@ -278,6 +348,7 @@ export class DeviceRunner implements StepRunner {
     await this.session.release();
     await this.rowFetch.release();
     await this.blockRead.release();
+    await this.ranker.release();
   }
 
   private ensureHostRows(rows: number): void {
@@ -324,6 +395,13 @@ export class DeviceRunner implements StepRunner {
       if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) throw new Error(`row ${r}: token ${t} outside the vocabulary 0..${this.config.vocabSize - 1}`);
     }
   }
+}
+
+/** A Candidates row whose ranking needs the ranker: bias/penalties, or a temperature whose mass the sampler reads. */
+function needsRanking(row: BatchRow): boolean {
+  if (row.needs !== LogitsNeed.Candidates) return false;
+  const t = row.temperature ?? 1;
+  return (row.adjust != null && row.adjust.count > 0) || (t > 0 && t !== 1);
 }
 
 function hasZeroOrNaN(values: Float32Array, start: number, count: number): boolean {

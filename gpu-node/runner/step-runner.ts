@@ -10,10 +10,26 @@ import type { Phi3Config } from "../model/phi3-config.ts";
 export const enum LogitsNeed {
   /** A prefill chunk short of the prompt's end: nothing is sampled from it. */
   None = 0,
-  /** The row's draw and logprobs can come from its top-ranked candidates of the RAW logits (see PreselectedCandidates). */
+  /**
+   * The row's draw and logprobs come from its top-ranked candidates of the logits after `adjust` (see
+   * PreselectedCandidates), or, for a row without top_k, usually do: when its uniform falls beyond the
+   * candidates' mass the sampler fetches the whole row (RunnerOutput.fetchRows).
+   */
   Candidates = 1,
-  /** The whole row: sampling scans the vocabulary, or bias/penalties/a constraint change logits before ranking. */
+  /** The whole row: sampling scans the vocabulary, or a constraint changes logits before ranking. */
   FullRow = 2,
+}
+
+/**
+ * A row's logit_bias and penalties as sparse entries (logit-adjustments.ts's semantics), each token id at
+ * most once: x → (y > 0 ? y / penalty : y · penalty) + addend, where y = x + bias. Entries [0, count).
+ */
+export interface LogitAdjustments {
+  count: number;
+  ids: Int32Array;
+  bias: Float32Array;
+  penalty: Float32Array;
+  addend: Float32Array;
 }
 
 export interface BatchRow {
@@ -22,6 +38,10 @@ export interface BatchRow {
   blockTable: ArrayLike<number>;
   /** Set by the step loop; a runner that returns full rows for every row may ignore it (absent: FullRow). */
   needs?: LogitsNeed;
+  /** For a Candidates row: what changes its logits before ranking (absent or null: nothing). */
+  adjust?: LogitAdjustments | null;
+  /** For a Candidates row: its sampling temperature (absent: 1), for the candidates' mass (scaledLogSumExp). */
+  temperature?: number;
 }
 
 /** Ranked candidates of a batch's logits rows: row r's are at [r·k, r·k + k), best first, ties lower id first. */
@@ -31,6 +51,8 @@ export interface PreselectedCandidates {
   ids: Int32Array;
   /** log Σ exp(logit) over each full row, or null when the run did not compute it. */
   logSumExp: Float64Array | null;
+  /** log Σ exp(logit / T) over each full row at the row's temperature (BatchRow.temperature); absent when not computed. */
+  scaledLogSumExp?: Float64Array | null;
 }
 
 /**
@@ -38,13 +60,19 @@ export interface PreselectedCandidates {
  * - `logits`: [rows × vocab] row-major, batch order. Rows asked FullRow must hold their logits; rows
  *   asked Candidates or None may hold anything when `candidates` is given (the sampler never reads them).
  *   The sampler writes bias, penalties and constraint masks into its rows.
- * - `candidates`: the runner's own ranking of the RAW logits, row r at [r·k, r·k + k) in batch order,
- *   with k ≥ PRESELECT_K (64) and `logSumExp` for every row; read only for rows asked Candidates.
+ * - `candidates`: the runner's own ranking of each row's logits after its BatchRow.adjust (raw where it
+ *   has none), row r at [r·k, r·k + k) in batch order, with k ≥ PRESELECT_K (64) and `logSumExp` for
+ *   every row (of the adjusted row); read only for rows asked Candidates.
  *   Without it, the sampler ranks eligible rows itself (logits-preselector.ts).
  */
 export interface RunnerOutput {
   logits?: Float32Array;
   candidates?: PreselectedCandidates;
+  /**
+   * The whole rows `rows` (batch indices) of this step, [rows.length × vocab], RAW (before `adjust`), for
+   * Candidates rows whose draw fell beyond their candidates; valid until the runner's next `run`.
+   */
+  fetchRows?: (rows: ArrayLike<number>) => Promise<Float32Array>;
 }
 
 export interface StepStats {
@@ -60,6 +88,11 @@ export interface StepRunner {
   readonly numBlocks: number;
   readonly blockSize: number;
   readonly kvBytesPerBlock: number;
+  /**
+   * Whether `run` returns candidates ranked after each row's BatchRow.adjust at its temperature (a device
+   * runner); then the step loop fills those fields. Absent: the runner returns whole rows.
+   */
+  readonly ranksCandidates?: boolean;
   /** Timings of the last `run`. */
   readonly lastStepStats: StepStats;
   /** One forward pass over the batch; writes the rows' new K/V into their blocks. */

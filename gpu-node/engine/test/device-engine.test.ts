@@ -73,6 +73,44 @@ describe("engine on the device layout (WebGPU)", { timeout: DEVICE_TEST_TIMEOUT 
     for (const o of others) expect(h.last(o.id)?.type).toBe("done");
   });
 
+  it("draws plain sampling with bias and penalties from device candidates: same seeded text alone and among others, few bytes", async () => {
+    const device = h.runner as DeviceRunner;
+    // The tiny model's random weights give near-uniform rows (no clear head: the host sampler would draw):
+    // the bias makes a head that carries nearly all the mass, as a trained model's rows often do. (A draw
+    // in a flat tail of 100k tokens of ~1e-6 each moves with any fp16 rounding of the batch's shape.)
+    const body = {
+      seed: 31, max_tokens: 16, presence_penalty: 0.6, frequency_penalty: 0.4, logprobs: true, top_logprobs: 2,
+      logit_bias: { 100: 20, 101: 19, 102: 19, 103: 18, 200: -100 },
+    };
+    let candidateSteps = 0;
+    let steps = 0;
+    h.submit("plain-alone", body);
+    while (h.engine.hasWork) {
+      await h.engine.step();
+      steps++;
+      // a decode step of the one row: the ranked head of the adjusted row and two log-sum-exps, unless its draw went to the tail
+      if (device.lastStepStats.bytesFromDevice <= 2 * (64 * 8 + 4) + 8) candidateSteps++;
+    }
+    const alone = h.tokens("plain-alone");
+    expect(alone[0]).toHaveLength(16);
+    expect(alone[0]).not.toContain(200);
+    // the bias reached the device's ranking: the lifted tokens are drawn (raw rows would almost never give them)
+    expect(alone[0].filter((t) => t >= 100 && t <= 103).length).toBeGreaterThan(8);
+    expect(candidateSteps).toBeGreaterThan(steps / 2);
+    h.submit("plain-busy", body);
+    const others = Array.from({ length: 5 }, (_, i) => ({
+      id: `plain-noise-${i}`,
+      at: i % 3,
+      body: { seed: i, temperature: 0.8 + i / 10, repetition_penalty: 1.2, max_tokens: 4 + i, messages: [{ role: "user", content: `Other ${i} `.repeat(2 + 3 * i) }] },
+    }));
+    for (let step = 0; h.engine.hasWork || others.some((o) => o.at >= step); step++) {
+      for (const o of others) if (o.at === step) h.submit(o.id, o.body);
+      await h.engine.step();
+    }
+    expect(h.tokens("plain-busy")).toEqual(alone);
+    for (const o of others) expect(h.last(o.id)?.type).toBe("done");
+  });
+
   it("resumes a request from already published tokens exactly as the uninterrupted run", async () => {
     const body = { seed: 99, temperature: 0.9, max_tokens: 10 };
     const full = await solo(h, "res-full", body);

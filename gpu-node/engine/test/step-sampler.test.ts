@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LogitsNeed, type RunnerOutput } from "../../runner/step-runner.ts";
+import { LogitsNeed, type BatchRow, type RunnerOutput } from "../../runner/step-runner.ts";
+import { CandidateDraw, FULL_ROW, TAIL } from "../candidate-draw.ts";
 import { maskDisallowed, type LogitsConstraint } from "../logits-constraint.ts";
 import { LogitsPreselector } from "../logits-preselector.ts";
 import { uniformFromWords } from "../prng.ts";
@@ -138,7 +139,7 @@ describe("StepSampler", () => {
     expect(timings.samplerMs).toBeGreaterThan(0);
   });
 
-  it("tells the runner what each row needs back: nothing, candidates, or the full row", () => {
+  it("tells the runner what each row needs back: nothing, candidates (bias and penalties applied there), or the full row", () => {
     const batch = new Batch();
     batch.add(P({ temperature: 0 }), { chunk: true });
     batch.add(P({ temperature: 0, logprobs: true, topLogprobs: 20 }));
@@ -150,10 +151,25 @@ describe("StepSampler", () => {
     batch.add(P({ temperature: 0 }), { constraint: new AllowedTokens([1, 2, 3]) });
     for (const row of batch.rows) row.seq.numComputedTokens -= row.numTokens; // asked before the forward pass
     const sampler = track(batch.sampler());
+    // Plain sampling (no top_k) asks candidates too: the draw reads the whole row only when it lands in the tail.
     expect(batch.rows.map((row) => sampler.needs(row))).toEqual([
-      LogitsNeed.None, LogitsNeed.Candidates, LogitsNeed.Candidates, LogitsNeed.FullRow,
-      LogitsNeed.FullRow, LogitsNeed.FullRow, LogitsNeed.FullRow, LogitsNeed.FullRow,
+      LogitsNeed.None, LogitsNeed.Candidates, LogitsNeed.Candidates, LogitsNeed.Candidates,
+      LogitsNeed.FullRow, LogitsNeed.Candidates, LogitsNeed.Candidates, LogitsNeed.FullRow,
     ]);
+    // Candidates rows carry their bias and penalties as sparse entries, and their temperature.
+    const described = batch.rows.map((row) => {
+      const into: BatchRow = { tokens: [], pastLen: 0, blockTable: [] };
+      sampler.describe(row, into);
+      return into;
+    });
+    expect(described[3]).toMatchObject({ needs: LogitsNeed.Candidates, adjust: null, temperature: 1 });
+    const biased = described[5].adjust!;
+    expect(Array.from(biased.ids.subarray(0, biased.count)).sort((a, b) => a - b)).toEqual(Object.keys(bias).map(Number).filter((id) => (bias as Record<number, number>)[id] !== 0).sort((a, b) => a - b));
+    expect(described[5].temperature).toBe(0);
+    const penalised = described[6].adjust!;
+    expect(penalised.count).toBeGreaterThan(0);
+    for (let i = 0; i < penalised.count; i++) expect(penalised.penalty[i]).toBeCloseTo(1.1, 6);
+    expect(described[7]).toMatchObject({ needs: LogitsNeed.FullRow, adjust: null });
   });
 
   it("draws from a runner's own candidates without its logits rows, with the same tokens and logprobs", async () => {
@@ -177,13 +193,85 @@ describe("StepSampler", () => {
     for (let r = 0; r < batch.rows.length; r++) expectSameDraw(fromDevice[r], wanted[r]!, `row ${r}`);
   });
 
+  it("draws plain rows (bias and penalties applied by the runner) from its candidates, fetching whole rows only for draws that need them", async () => {
+    const batch = new Batch();
+    const params = [
+      P({ logitBias: { 17: 12, 18: 11 }, presencePenalty: 0.5, temperature: 0.9, logprobs: true, topLogprobs: 2 }),
+      P({}), P({ topP: 0.5 }), P({ minP: 0.2, repetitionPenalty: 1.2 }), P({ temperature: 1.4 }),
+    ];
+    for (let h = 0; h < 6; h++) for (const p of params) batch.add(p, { history: Array.from({ length: h }, (_, i) => (i * 131) % V) });
+    const R = batch.rows.length;
+    const raw = logitsFor(R, 9);
+    const sampler = track(batch.sampler());
+    for (const row of batch.rows) row.seq.numComputedTokens -= row.numTokens;
+    const described = batch.rows.map((row) => {
+      const into: BatchRow = { tokens: [], pastLen: 0, blockTable: [] };
+      sampler.describe(row, into);
+      return into;
+    });
+    for (const row of batch.rows) row.seq.numComputedTokens += row.numTokens;
+    expect(described.every((d) => d.needs === LogitsNeed.Candidates)).toBe(true);
+    // What a device runner computes: each row adjusted by its sparse entries, ranked, and its log-sum-exps.
+    const adjusted = raw.slice();
+    described.forEach((d, r) => {
+      const a = d.adjust;
+      for (let i = 0; a && i < a.count; i++) {
+        const at = r * V + a.ids[i];
+        const y = adjusted[at] + a.bias[i];
+        adjusted[at] = (y > 0 ? y / a.penalty[i] : y * a.penalty[i]) + a.addend[i];
+      }
+    });
+    const ranked = await preselector.run(adjusted.slice(), R, true);
+    const scaled = Float64Array.from(described, (d, r) => {
+      const invT = 1 / (d.temperature ?? 1);
+      let max = -Infinity;
+      for (let i = 0; i < V; i++) max = Math.max(max, adjusted[r * V + i] * invT);
+      let z = 0;
+      for (let i = 0; i < V; i++) z += Math.exp(adjusted[r * V + i] * invT - max);
+      return max + Math.log(z);
+    });
+    const candidates = { ...ranked, scaledLogSumExp: scaled };
+    const fetched: number[] = [];
+    const fetchRows = async (rows: ArrayLike<number>) => {
+      const out = new Float32Array(rows.length * V);
+      for (let i = 0; i < rows.length; i++) {
+        fetched.push(rows[i]);
+        out.set(raw.subarray(rows[i] * V, (rows[i] + 1) * V), i * V); // raw: the sampler adjusts it itself
+      }
+      return out;
+    };
+    const results = await sampler.sample(batch.rows, { candidates, fetchRows });
+    // The same draws one by one: candidates, the tail walk, or the host sampler on the adjusted row.
+    const draw = new CandidateDraw(V);
+    const expectedFetch: number[] = [];
+    for (let r = 0; r < R; r++) {
+      const { seq } = batch.rows[r];
+      const s = batch.choices.get(seq)!;
+      const u = uniformFromWords(SEED_LO, SEED_HI, 0, seq.numOutputTokens);
+      const row = adjusted.subarray(r * V, (r + 1) * V);
+      let token = draw.tryCandidates(candidates, r, s.params, u);
+      if (token === TAIL) token = draw.drawTail(row, 0, candidates, r, s.params, u);
+      else if (token === FULL_ROW) token = batch.reference(raw, r).token;
+      if (draw.tryCandidates(candidates, r, s.params, u) < 0) expectedFetch.push(r);
+      expect(results[r]!.token, `row ${r}`).toBe(token);
+      if (s.params.logprobs) expect(Math.abs(results[r]!.logprob - (row[token] - ranked.logSumExp![r]))).toBeLessThan(1e-4);
+    }
+    expect(fetched).toEqual(expectedFetch);
+    expect(fetched.length).toBeLessThan(R); // most rows drew from their candidates
+    expect(fetched.length).toBeGreaterThan(0);
+  });
+
   it("refuses a runner output that cannot serve its rows, with a clear message", async () => {
     const batch = new Batch();
-    batch.add(P({}));
+    batch.add(P({ topK: 65 }));
     const logits = logitsFor(1, 3);
     const ranked = await preselector.run(logits, 1, true);
     const sampler = track(batch.sampler());
     await expect(sampler.sample(batch.rows, { candidates: ranked })).rejects.toThrow(/no logits for the row at 0, which needs its full row/);
+    // A plain row whose draw needs the whole row (here: no log-sum-exp at its temperature) needs fetchRows.
+    const plain = new Batch();
+    plain.add(P({}));
+    await expect(track(plain.sampler()).sample(plain.rows, { candidates: ranked })).rejects.toThrow(/without fetchRows, and a draw needs its whole row/);
     const withoutLse: RunnerOutput = { candidates: { ...ranked, logSumExp: null } };
     await expect(sampler.sample(batch.rows, withoutLse)).rejects.toThrow(/logSumExp is missing/);
   });
