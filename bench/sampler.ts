@@ -10,7 +10,8 @@
 import { VOCAB_SIZE } from "../shared/limits.ts";
 import { seedWords, uniformFromWords } from "../gpu-node/engine/prng.ts";
 import { applyBiasAndPenalties } from "../gpu-node/engine/logit-adjustments.ts";
-import { DEFAULT_SAMPLING, drawsFromCandidates, Sampler, type SamplingParams } from "../gpu-node/engine/sampler.ts";
+import { drawsFromCandidates, Sampler } from "../gpu-node/engine/sampler.ts";
+import { DEFAULT_SAMPLING, type SamplingParams } from "../gpu-node/engine/sampling-params.ts";
 import { TokenCounts } from "../gpu-node/engine/token-counts.ts";
 import { LogitsPreselector } from "../gpu-node/engine/logits-preselector.ts";
 

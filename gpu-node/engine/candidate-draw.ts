@@ -19,7 +19,7 @@
 import { MAX_TOP_LOGPROBS } from "../../shared/limits.ts";
 import type { PreselectedCandidates } from "../runner/step-runner.ts";
 import { expNonPositive } from "./fast-exp.ts";
-import type { SampleResult, SamplingParams } from "./sampler.ts";
+import type { SampleResult, SamplingParams } from "./sampling-params.ts";
 
 /** Logit units between the head's last token and the next: far above fp16 noise (see headOf). */
 export const HEAD_GAP = 0.1;

@@ -20,7 +20,7 @@ import type { Phi4Tokenizer } from "../tokenizer/phi4-tokenizer.ts";
 import { BlockManager } from "./block-manager.ts";
 import { requestSeed } from "./prng.ts";
 import { RequestGroup } from "./request-group.ts";
-import type { SampleResult } from "./sampler.ts";
+import type { SampleResult } from "./sampling-params.ts";
 import { Scheduler, type ScheduledRow } from "./scheduler.ts";
 import type { Sequence } from "./sequence.ts";
 import { StepSampler } from "./step-sampler.ts";

@@ -5,7 +5,7 @@
  * vocabulary. A request's logit_bias object is compiled once (treat it as immutable).
  */
 import type { LogitAdjustments } from "../runner/step-runner.ts";
-import type { SamplingParams } from "./sampler.ts";
+import type { SamplingParams } from "./sampling-params.ts";
 import type { TokenCounts } from "./token-counts.ts";
 
 interface CompiledBias { ids: Int32Array; values: Float32Array }

@@ -7,7 +7,7 @@
  */
 import { expTable } from "./fast-exp.ts";
 import { keyId, rankKey, sortKeys } from "./ranking-heap.ts";
-import type { SamplingParams } from "./sampler.ts";
+import type { SamplingParams } from "./sampling-params.ts";
 
 /**
  * top_p histogram: buckets of 1/4 bit below the max (64 exp-table steps), each split into 64 fine ones.

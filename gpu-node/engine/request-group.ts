@@ -16,7 +16,7 @@ import { IncrementalDecoder } from "../tokenizer/incremental-decoder.ts";
 import type { Phi4Tokenizer } from "../tokenizer/phi4-tokenizer.ts";
 import { Sequence } from "./sequence.ts";
 import { StopMatcher } from "./stop-matcher.ts";
-import type { SampleResult, SamplingParams } from "./sampler.ts";
+import type { SampleResult, SamplingParams } from "./sampling-params.ts";
 import { seedWords } from "./prng.ts";
 import type { ChoiceSampling } from "./step-sampler.ts";
 import { TokenCounts } from "./token-counts.ts";

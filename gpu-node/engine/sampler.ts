@@ -21,34 +21,7 @@ import type { PreselectedCandidates } from "../runner/step-runner.ts";
 import { expNonPositive } from "./fast-exp.ts";
 import { NucleusSampler } from "./nucleus.ts";
 import { keyId, MAX_RANKED_VOCAB, rankKey, selectBest } from "./ranking-heap.ts";
-
-export interface SamplingParams {
-  temperature: number;
-  topP: number;
-  topK: number;
-  minP: number;
-  presencePenalty: number;
-  frequencyPenalty: number;
-  repetitionPenalty: number;
-  /** token id → value added to its logit before anything else. */
-  logitBias: Record<number, number>;
-  topLogprobs: number;
-  logprobs: boolean;
-}
-
-export interface SampleResult {
-  token: number;
-  /** log-softmax of the chosen token (see the file comment); NaN when logprobs were not asked for. */
-  logprob: number;
-  /** the `topLogprobs` most likely tokens, most likely first (ties: lower id first); null without logprobs. */
-  top: Array<{ token: number; logprob: number }> | null;
-}
-
-/** The defaults of docs/api.md: plain sampling at temperature 1. */
-export const DEFAULT_SAMPLING: Readonly<SamplingParams> = Object.freeze({
-  temperature: 1, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0,
-  repetitionPenalty: 1, logitBias: Object.freeze({}) as Record<number, number>, topLogprobs: 0, logprobs: false,
-});
+import type { SampleResult, SamplingParams } from "./sampling-params.ts";
 
 // V8 note for the hot loops below: each sits in a function of its own that ends right after the loop.
 // A loop compiled on-stack (OSR) without type feedback for the code after it deoptimises on every call

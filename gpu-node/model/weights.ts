@@ -19,3 +19,13 @@ export interface WeightSource {
   /** Releases file handles. */
   close(): Promise<void>;
 }
+
+/** One tensor's data, checked against the shape the graph needs (a checkpoint of another shape fails here, by name). */
+export async function loadWeight(weights: WeightSource, name: string, shape: number[]): Promise<Float32Array> {
+  const t = await weights.get(name);
+  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+    throw new Error(`tensor ${name}: shape [${t.shape.join(", ")}], expected [${shape.join(", ")}]`);
+  }
+  if (t.data.length !== shape.reduce((a, b) => a * b, 1)) throw new Error(`tensor ${name}: data length ${t.data.length} does not match its shape`);
+  return t.data;
+}

@@ -28,7 +28,7 @@ import { DataType, OnnxGraph } from "../model/graph/onnx-graph.ts";
 import { DEVICE_TOP_K, buildKvPoolGraph, deviceIo, type DeviceDtype } from "../model/graph/device-decoder-graph.ts";
 import { buildDeviceRankerGraph, rankerIo } from "./device-ranker-graph.ts";
 import { MIN_DEVICE_BLOCK_SIZE } from "./execution-provider.ts";
-import { LogitsNeed, type BatchRow, type RunnerOutput, type StepRunner, type StepStats } from "./step-runner.ts";
+import { checkBatchRow, isBlockId, LogitsNeed, type BatchRow, type RunnerOutput, type StepRunner, type StepStats } from "./step-runner.ts";
 
 export interface DeviceRunnerOptions {
   modelDir: string;
@@ -253,7 +253,7 @@ export class DeviceRunner implements StepRunner {
     let maxTotal = 0;
     for (let r = 0; r < B; r++) {
       const row = rows[r];
-      this.checkRow(row, r);
+      checkBatchRow(row, r, this);
       const n = row.tokens.length;
       T += n;
       M = Math.max(M, Math.ceil((row.pastLen + n) / bs));
@@ -331,7 +331,7 @@ export class DeviceRunner implements StepRunner {
     if (!Number.isInteger(layer) || layer < 0 || layer >= this.config.numLayers) throw new Error(`readBlocks: layer ${layer} outside 0..${this.config.numLayers - 1}`);
     const index = new BigInt64Array(blocks.length);
     for (let i = 0; i < blocks.length; i++) {
-      if (!this.isBlock(blocks[i])) throw new Error(`readBlocks: block ${blocks[i]} outside 0..${this.numBlocks - 1}`);
+      if (!isBlockId(blocks[i], this.numBlocks)) throw new Error(`readBlocks: block ${blocks[i]} outside 0..${this.numBlocks - 1}`);
       index[i] = BigInt(blocks[i]);
     }
     const idx = new ort.Tensor("int64", index, [blocks.length]);
@@ -377,24 +377,6 @@ export class DeviceRunner implements StepRunner {
     this.hostRowKind[r] = 0;
   }
 
-  private isBlock(b: number): boolean {
-    return Number.isInteger(b) && b >= 0 && b < this.numBlocks;
-  }
-
-  private checkRow(row: BatchRow, r: number): void {
-    const n = row.tokens.length;
-    if (n < 1) throw new Error(`row ${r}: no new tokens`);
-    if (!Number.isInteger(row.pastLen) || row.pastLen < 0) throw new Error(`row ${r}: pastLen ${row.pastLen} is not a non-negative integer`);
-    const total = row.pastLen + n;
-    if (total > this.config.contextLength) throw new Error(`row ${r}: ${total} tokens exceed the context length ${this.config.contextLength}`);
-    const needed = Math.ceil(total / this.blockSize);
-    if (row.blockTable.length < needed) throw new Error(`row ${r}: block table has ${row.blockTable.length} blocks, ${needed} needed for ${total} tokens`);
-    for (let i = 0; i < needed; i++) if (!this.isBlock(row.blockTable[i])) throw new Error(`row ${r}: block id ${row.blockTable[i]} outside 0..${this.numBlocks - 1}`);
-    for (let i = 0; i < n; i++) {
-      const t = row.tokens[i];
-      if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) throw new Error(`row ${r}: token ${t} outside the vocabulary 0..${this.config.vocabSize - 1}`);
-    }
-  }
 }
 
 /** A Candidates row whose ranking needs the ranker: bias/penalties, or a temperature whose mass the sampler reads. */

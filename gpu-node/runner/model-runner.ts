@@ -19,7 +19,7 @@ import * as ort from "onnxruntime-node";
 import type { Phi3Config } from "../model/phi3-config.ts";
 import { readModelFiles, ModelFilesError } from "../model/model-files.ts";
 import { io, type ModelDtype } from "../model/graph/phi3-decoder-graph.ts";
-import type { BatchRow, RunnerOutput, StepRunner, StepStats } from "./step-runner.ts";
+import { checkBatchRow, type BatchRow, type RunnerOutput, type StepRunner, type StepStats } from "./step-runner.ts";
 
 export interface RunnerOptions {
   modelDir: string;
@@ -149,7 +149,7 @@ export class ModelRunner implements StepRunner {
     const decode: number[] = [];
     const prefill: number[] = [];
     for (let r = 0; r < rows.length; r++) {
-      this.checkRow(rows[r], r);
+      checkBatchRow(rows[r], r, this);
       (rows[r].tokens.length === 1 ? decode : prefill).push(r);
     }
     const groups = decode.length > 0 ? [decode] : [];
@@ -172,25 +172,6 @@ export class ModelRunner implements StepRunner {
 
   async release(): Promise<void> {
     await this.session.release();
-  }
-
-  private isBlock(b: number): boolean {
-    return Number.isInteger(b) && b >= 0 && b < this.numBlocks;
-  }
-
-  private checkRow(row: BatchRow, r: number): void {
-    const n = row.tokens.length;
-    if (n < 1) throw new Error(`row ${r}: no new tokens`);
-    if (!Number.isInteger(row.pastLen) || row.pastLen < 0) throw new Error(`row ${r}: pastLen ${row.pastLen} is not a non-negative integer`);
-    const total = row.pastLen + n;
-    if (total > this.config.contextLength) throw new Error(`row ${r}: ${total} tokens exceed the context length ${this.config.contextLength}`);
-    const needed = Math.ceil(total / this.blockSize);
-    if (row.blockTable.length < needed) throw new Error(`row ${r}: block table has ${row.blockTable.length} blocks, ${needed} needed for ${total} tokens`);
-    for (let i = 0; i < needed; i++) if (!this.isBlock(row.blockTable[i])) throw new Error(`row ${r}: block id ${row.blockTable[i]} outside 0..${this.numBlocks - 1}`);
-    for (let i = 0; i < n; i++) {
-      const t = row.tokens[i];
-      if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) throw new Error(`row ${r}: token ${t} outside the vocabulary 0..${this.config.vocabSize - 1}`);
-    }
   }
 
   /** One session.run over rows[idx[0..]]: builds the small inputs, runs, stores the new K/V; returns logits [idx.length, vocab]. */

@@ -99,3 +99,29 @@ export interface StepRunner {
   run(rows: BatchRow[]): Promise<RunnerOutput>;
   release(): Promise<void>;
 }
+
+/** The cache geometry and model a row is checked against. */
+export type RunnerGeometry = Pick<StepRunner, "config" | "numBlocks" | "blockSize">;
+
+/** A clear error (which row, what is wrong) before a bad row can reach onnxruntime as an opaque failure. */
+export function checkBatchRow(row: BatchRow, r: number, { config, numBlocks, blockSize }: RunnerGeometry): void {
+  const n = row.tokens.length;
+  if (n < 1) throw new Error(`row ${r}: no new tokens`);
+  if (!Number.isInteger(row.pastLen) || row.pastLen < 0) throw new Error(`row ${r}: pastLen ${row.pastLen} is not a non-negative integer`);
+  const total = row.pastLen + n;
+  if (total > config.contextLength) throw new Error(`row ${r}: ${total} tokens exceed the context length ${config.contextLength}`);
+  const needed = Math.ceil(total / blockSize);
+  if (row.blockTable.length < needed) throw new Error(`row ${r}: block table has ${row.blockTable.length} blocks, ${needed} needed for ${total} tokens`);
+  for (let i = 0; i < needed; i++) {
+    const b = row.blockTable[i];
+    if (!isBlockId(b, numBlocks)) throw new Error(`row ${r}: block id ${b} outside 0..${numBlocks - 1}`);
+  }
+  for (let i = 0; i < n; i++) {
+    const t = row.tokens[i];
+    if (!Number.isInteger(t) || t < 0 || t >= config.vocabSize) throw new Error(`row ${r}: token ${t} outside the vocabulary 0..${config.vocabSize - 1}`);
+  }
+}
+
+export function isBlockId(b: number, numBlocks: number): boolean {
+  return Number.isInteger(b) && b >= 0 && b < numBlocks;
+}

@@ -8,7 +8,8 @@ import { describe, expect, it } from "vitest";
 import { seededUniform } from "../../../shared/seeded-uniform.ts";
 import type { PreselectedCandidates } from "../../runner/step-runner.ts";
 import { CandidateDraw, drawsFromCandidatesOrTail, FULL_ROW, TAIL } from "../candidate-draw.ts";
-import { DEFAULT_SAMPLING, Sampler, type SamplingParams } from "../sampler.ts";
+import { Sampler } from "../sampler.ts";
+import { DEFAULT_SAMPLING, type SamplingParams } from "../sampling-params.ts";
 
 const V = 4096;
 const K = 64;

@@ -3,7 +3,8 @@ import { VOCAB_SIZE } from "../../../shared/limits.ts";
 import { uniform } from "../prng.ts";
 import { LogitsPreselector, PRESELECT_K } from "../logits-preselector.ts";
 import { applyBiasAndPenalties } from "../logit-adjustments.ts";
-import { DEFAULT_SAMPLING, drawsFromCandidates, Sampler, type SamplingParams } from "../sampler.ts";
+import { drawsFromCandidates, Sampler } from "../sampler.ts";
+import { DEFAULT_SAMPLING, type SamplingParams } from "../sampling-params.ts";
 import { TokenCounts } from "../token-counts.ts";
 import { sampleRow } from "./sample-row.ts";
 

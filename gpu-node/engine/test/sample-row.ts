@@ -4,7 +4,8 @@
  * benchmark call.
  */
 import { applyBiasAndPenalties } from "../logit-adjustments.ts";
-import type { SampleResult, Sampler, SamplingParams } from "../sampler.ts";
+import type { Sampler } from "../sampler.ts";
+import type { SampleResult, SamplingParams } from "../sampling-params.ts";
 import type { TokenCounts } from "../token-counts.ts";
 
 /**

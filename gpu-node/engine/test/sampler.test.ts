@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { VOCAB_SIZE } from "../../../shared/limits.ts";
 import { uniform } from "../prng.ts";
 import { expNonPositive } from "../fast-exp.ts";
-import { DEFAULT_SAMPLING, Sampler, type SamplingParams } from "../sampler.ts";
+import { Sampler } from "../sampler.ts";
+import { DEFAULT_SAMPLING, type SamplingParams } from "../sampling-params.ts";
 import { TokenCounts } from "../token-counts.ts";
 import { sampleRow } from "./sample-row.ts";
 

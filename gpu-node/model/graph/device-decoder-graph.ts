@@ -37,7 +37,7 @@
  * lm_head; the logits are widened to float32 before ranking.
  */
 import type { Phi3Config } from "../phi3-config.ts";
-import type { WeightSource } from "../weights.ts";
+import { loadWeight, type WeightSource } from "../weights.ts";
 import { DataType, MS_DOMAIN, OnnxGraph } from "./onnx-graph.ts";
 import { ropeTables, type InitializerSink } from "./phi3-decoder-graph.ts";
 import { INT4_BLOCK_SIZE, float32Bytes, quantizeInt4, toFloat16Bytes, transpose2d } from "./weight-encoding.ts";
@@ -97,14 +97,7 @@ export async function buildDeviceDecoderGraph(
   const I64 = DataType.INT64;
   const topK = Math.min(DEVICE_TOP_K, c.vocabSize);
 
-  async function load(name: string, shape: number[]): Promise<Float32Array> {
-    const t = await weights.get(name);
-    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-      throw new Error(`tensor ${name}: shape [${t.shape.join(", ")}], expected [${shape.join(", ")}]`);
-    }
-    if (t.data.length !== shape.reduce((a, b) => a * b, 1)) throw new Error(`tensor ${name}: data length ${t.data.length} does not match its shape`);
-    return t.data;
-  }
+  const load = (name: string, shape: number[]) => loadWeight(weights, name, shape);
 
   /** y = x · W^T for HF weight `name` of shape [out, inp], fp16 in and out. */
   async function linear(x: string, name: string, out: number, inp: number): Promise<string> {

@@ -40,7 +40,7 @@
  * run, many times slower. Norm weights stay float32.
  */
 import type { Phi3Config } from "../phi3-config.ts";
-import type { WeightSource } from "../weights.ts";
+import { loadWeight, type WeightSource } from "../weights.ts";
 import { DataType, MS_DOMAIN, OnnxGraph, type DataTypeCode } from "./onnx-graph.ts";
 import { INT4_BLOCK_SIZE, INT8_BLOCK_SIZE, float32Bytes, quantizeInt4, quantizeInt8, toFloat16Bytes, transpose2d } from "./weight-encoding.ts";
 
@@ -112,14 +112,7 @@ export function phi3Blocks(g: OnnxGraph, c: Phi3Config, dtype: ModelDtype, weigh
   const F = DataType.FLOAT;
   const i64 = (v: number[]) => g.constInt64(v);
 
-  async function load(name: string, shape: number[]): Promise<Float32Array> {
-    const t = await weights.get(name);
-    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-      throw new Error(`tensor ${name}: shape [${t.shape.join(", ")}], expected [${shape.join(", ")}]`);
-    }
-    if (t.data.length !== shape.reduce((a, b) => a * b, 1)) throw new Error(`tensor ${name}: data length ${t.data.length} does not match its shape`);
-    return t.data;
-  }
+  const load = (name: string, shape: number[]) => loadWeight(weights, name, shape);
 
   /** y = x · W^T for HF weight `name` of shape [out, inp]. */
   async function linear(x: string, name: string, out: number, inp: number): Promise<string> {

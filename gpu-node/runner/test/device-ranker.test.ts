@@ -16,7 +16,7 @@ import { VOCAB_SIZE } from "../../../shared/limits.ts";
 import { seededUniform } from "../../../shared/seeded-uniform.ts";
 import { ensureVulkanDevice } from "../../../test/vulkan-device.ts";
 import { applyBiasAndPenalties, sparseAdjustments } from "../../engine/logit-adjustments.ts";
-import { DEFAULT_SAMPLING, type SamplingParams } from "../../engine/sampler.ts";
+import { DEFAULT_SAMPLING, type SamplingParams } from "../../engine/sampling-params.ts";
 import { TokenCounts } from "../../engine/token-counts.ts";
 import { DEVICE_TOP_K, deviceIo } from "../../model/graph/device-decoder-graph.ts";
 import { RandomWeights } from "../../model/random-weights.ts";
