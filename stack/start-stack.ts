@@ -121,7 +121,7 @@ process.on("SIGINT", () => void stop(0));
 process.on("SIGTERM", () => void stop(0));
 
 /** Worker vars `npm start` passes on from its own environment. */
-const WORKER_TUNABLES = ["RESUME_GRACE_MS"] as const;
+const WORKER_TUNABLES = ["RESUME_GRACE_MS", "STALLED_WRITE_MS"] as const;
 
 /**
  * The Worker's local-development vars, in a file only this user can read: the dev key and the Redis URL

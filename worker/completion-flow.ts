@@ -67,7 +67,7 @@ export async function serveCompletion(c: Context<AppEnv>, request: ChatRequest, 
   });
   const relay: Relay = {
     session, reader: new StreamReader(redis, keys.stream(id)), meta, prices: config.prices,
-    keepAliveMs: config.sseKeepAliveMs, resumeGraceMs: config.resumeGraceMs, deadline: Date.now() + config.relayDeadlineMs,
+    keepAliveMs: config.sseKeepAliveMs, resumeGraceMs: config.resumeGraceMs, stalledWriteMs: config.stalledWriteMs, deadline: Date.now() + config.relayDeadlineMs,
   };
   if (!request.stream) {
     const response = await collectCompletion(relay, c.req.raw.signal);

@@ -4,7 +4,7 @@
  */
 import type { KVNamespace } from "@cloudflare/workers-types/latest/index.ts";
 import { DEFAULT_REDIS_PREFIX } from "../shared/redis-keys.ts";
-import { CONCURRENCY_LEASE_MS, HEALTH_CACHE_MS, RELAY_DEADLINE_MS, RESUME_GRACE_MS, SERVED_MODEL_ID } from "../shared/limits.ts";
+import { CONCURRENCY_LEASE_MS, HEALTH_CACHE_MS, RELAY_DEADLINE_MS, RESUME_GRACE_MS, SERVED_MODEL_ID, STALLED_WRITE_MS } from "../shared/limits.ts";
 import { pricesFromVars, type Prices } from "../shared/pricing.ts";
 
 export interface WorkerEnv {
@@ -31,6 +31,8 @@ export interface WorkerEnv {
   CONCURRENCY_LEASE_MS?: string;
   /** How long a disconnected streaming client has to resume before its generation is cancelled (ms). */
   RESUME_GRACE_MS?: string;
+  /** How long a response write may wait before the streaming client is taken as gone (ms; default STALLED_WRITE_MS). */
+  STALLED_WRITE_MS?: string;
   /** The longest one relay stays open (ms; default RELAY_DEADLINE_MS). */
   RELAY_DEADLINE_MS?: string;
   /** How long `/health` serves its last Redis check (ms; default HEALTH_CACHE_MS; 0 checks every call). */
@@ -54,6 +56,7 @@ export interface EdgeConfig {
   sseKeepAliveMs: number;
   leaseMs: number;
   resumeGraceMs: number;
+  stalledWriteMs: number;
   relayDeadlineMs: number;
   healthCacheMs: number;
 }
@@ -83,6 +86,7 @@ export function edgeConfig(env: WorkerEnv): EdgeConfig {
     relayDeadlineMs: Math.max(100, positiveInt("RELAY_DEADLINE_MS", env.RELAY_DEADLINE_MS, RELAY_DEADLINE_MS)),
     healthCacheMs: positiveInt("HEALTH_CACHE_MS", env.HEALTH_CACHE_MS, HEALTH_CACHE_MS),
     resumeGraceMs: positiveInt("RESUME_GRACE_MS", env.RESUME_GRACE_MS, RESUME_GRACE_MS),
+    stalledWriteMs: Math.max(100, positiveInt("STALLED_WRITE_MS", env.STALLED_WRITE_MS, STALLED_WRITE_MS)),
     leaseMs: Math.max(400, positiveInt("CONCURRENCY_LEASE_MS", env.CONCURRENCY_LEASE_MS, CONCURRENCY_LEASE_MS)),
   };
 }

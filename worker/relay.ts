@@ -7,7 +7,6 @@
 import type { Context } from "hono";
 import { streamSSE, type SSEStreamingApi } from "hono/streaming";
 import { ApiError, type ErrorType } from "../shared/errors.ts";
-import { STALLED_WRITE_MS } from "../shared/limits.ts";
 import type { Prices } from "../shared/pricing.ts";
 import type { StreamEvent } from "../shared/protocol.ts";
 import type { CompletionMeta } from "./completion-meta.ts";
@@ -101,6 +100,8 @@ export interface Relay {
   keepAliveMs: number;
   /** How long a streaming client that disconnected has to resume before the generation is cancelled. */
   resumeGraceMs: number;
+  /** How long a write may wait before the client is taken as gone (StalledWriteWatch; STALLED_WRITE_MS). */
+  stalledWriteMs: number;
   /** Epoch ms at which this relay stops (RELAY_DEADLINE_MS after it began). */
   deadline: number;
 }
@@ -111,14 +112,14 @@ function deadlineReached(id: string): ApiError {
 }
 
 /** Streams the completion as SSE, `buffered` entries first; ends with `data: [DONE]` after `done`. */
-export function relaySSE(c: Context, { session, reader, meta, prices, keepAliveMs, resumeGraceMs, deadline }: Relay, buffered: StreamEntry[] = []): Response {
+export function relaySSE(c: Context, { session, reader, meta, prices, keepAliveMs, resumeGraceMs, stalledWriteMs, deadline }: Relay, buffered: StreamEntry[] = []): Response {
   return streamSSE(c, async (stream) => {
     // Three ways to hear the client leave: the body stream cancelled, (workerd's `enable_request_signal`
     // flag) the incoming request's signal, or a write nobody takes (StalledWriteWatch: workerd reports a
     // failed response write by neither); whichever comes first.
     stream.onAbort(() => session.abandon(resumeGraceMs));
     onClientGone(c.req.raw.signal, () => session.abandon(resumeGraceMs));
-    const watch = new StalledWriteWatch(stream, STALLED_WRITE_MS);
+    const watch = new StalledWriteWatch(stream, stalledWriteMs);
     // A failed response write ends the request for workerd, which then drops its context (and this relay
     // with it) unless work is pending: the relay is that work, so the watch can still hear the disconnect.
     const relayed = relayEntries(stream, watch);

@@ -15,7 +15,11 @@ const user = (content: string) => [{ role: "user" as const, content }];
 
 beforeAll(async () => {
   // A short resume grace (production: 10 s), so a disconnected stream is cancelled long before it could finish.
-  stack = await startStack({ gpuNodes: 1, extraEnv: { RESUME_GRACE_MS: "1000" } });
+  // A disconnect that workerd reports only as a failed write is heard after STALLED_WRITE_MS, then the 1 s
+  // grace; with the default 5 s that is ~7 s after the abort, longer than a fast machine takes for the
+  // abort test's whole 5000 tokens (~6.5 s), which then ends "completed", never "cancelled". 2 s keeps the
+  // cancel well ahead of the generation's end, and still far from a live client's slowest write.
+  stack = await startStack({ gpuNodes: 1, extraEnv: { RESUME_GRACE_MS: "1000", STALLED_WRITE_MS: "2000" } });
   client = new OpenAI({ baseURL: stack.baseURL, apiKey: stack.apiKey, maxRetries: 0, timeout: 60_000 });
 }, 180_000);
 afterAll(async () => {
@@ -155,7 +159,8 @@ describe("OpenAI SDK against the whole stack", () => {
     expect(seen).toBe(5);
     // The request held cache blocks, and the node ended it as cancelled (not by running out its 5000 tokens).
     // The generation goes on through the disconnect's grace period (RESUME_GRACE_MS, 1 s here) in case the
-    // client resumes; then the Worker raises the cancel.
+    // client resumes; then the Worker raises the cancel. It must come before the 5000 tokens run out (see
+    // STALLED_WRITE_MS in beforeAll).
     expect(usedWhileStreaming).toBeGreaterThan(0);
     await expect.poll(cancelled, { timeout: 15_000, interval: 200 }).toBe(cancelledBefore + 1);
     await expect.poll(() => metric(metrics, "phi4_kv_blocks_used"), { timeout: 15_000, interval: 200 }).toBe(0);

@@ -20,7 +20,11 @@ const user = (content: string) => [{ role: "user" as const, content }];
 beforeAll(async () => {
   cluster = await startRedisCluster(3);
   // A short resume grace (production: 10 s), so an aborted stream is cancelled soon after.
-  stack = await startStack({ gpuNodes: 1, extraEnv: { REDIS_URL: cluster.url, RESUME_GRACE_MS: "1000" } });
+  // A disconnect that workerd reports only as a failed write is heard after STALLED_WRITE_MS, then the 1 s
+  // grace; with the default 5 s that is ~7 s after the abort, longer than a fast machine takes for the
+  // abort test's whole 5000 tokens (~6.5 s), which then ends "completed", never "cancelled". 2 s keeps the
+  // cancel well ahead of the generation's end, and still far from a live client's slowest write.
+  stack = await startStack({ gpuNodes: 1, extraEnv: { REDIS_URL: cluster.url, RESUME_GRACE_MS: "1000", STALLED_WRITE_MS: "2000" } });
   client = new OpenAI({ baseURL: stack.baseURL, apiKey: stack.apiKey, maxRetries: 0, timeout: 60_000 });
 }, 240_000);
 afterAll(async () => {

@@ -75,6 +75,6 @@ export const completionEventRoutes = new Hono<AppEnv>()
     }
     return relaySSE(c, {
       session, reader, meta, prices: config.prices,
-      keepAliveMs: config.sseKeepAliveMs, resumeGraceMs: config.resumeGraceMs, deadline: Date.now() + config.relayDeadlineMs,
+      keepAliveMs: config.sseKeepAliveMs, resumeGraceMs: config.resumeGraceMs, stalledWriteMs: config.stalledWriteMs, deadline: Date.now() + config.relayDeadlineMs,
     });
   });

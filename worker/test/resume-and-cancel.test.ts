@@ -69,6 +69,23 @@ describe("client disconnect", () => {
     await body.cancel();
   });
 
+  it("hears a stalled write after the deployment's STALLED_WRITE_MS, not the default", async () => {
+    // The stall is most of the time a failed-write disconnect takes to reach the cancel, so a deployment
+    // (or a test stack whose generations are short) can shorten it; the default alone is 5 s.
+    const responding = edge.chat(hello({ stream: true }), DEV_KEY, "/v1/chat/completions", { STALLED_WRITE_MS: "500" });
+    const job = await edge.nextJob();
+    await edge.publish(job.id, { type: "start", promptTokens: 3, n: 1, seed: "1", node: "t" }, { type: "delta", index: 0, text: "one", tokens: [1] });
+    const body = (await responding).body!.getReader();
+    expect((await body.read()).done).toBe(false);
+    const since = Date.now();
+    for (let i = 0; i < 20; i++) await edge.publish(job.id, { type: "delta", index: 0, text: ` ${i}`, tokens: [10 + i] });
+    while (Date.now() - since < STALLED_WRITE_MS + 10_000 && await edge.redis.exists(edge.keys.cancel(job.id)) === 0) await new Promise((r) => setTimeout(r, 50));
+    expect(await edge.redis.exists(edge.keys.cancel(job.id))).toBe(1);
+    // 500 ms of stall plus the 300 ms grace: well before the default stall alone would have passed.
+    expect(Date.now() - since).toBeLessThan(STALLED_WRITE_MS);
+    await body.cancel();
+  });
+
 describe("GET /v1/chat/completions/{id}/events with Last-Event-ID", () => {
   it("resumes after the last event the client saw: no gap, no duplicate", async () => {
     const responding = edge.chat(hello({ stream: true, stream_options: { include_usage: true } }));
