@@ -5,7 +5,7 @@
 import { open, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import type { DataTypeCode, OnnxGraph } from "./graph/onnx-graph.ts";
-import type { InitializerSink } from "./graph/phi3-decoder-graph.ts";
+import type { InitializerSink } from "./graph/onnx-graph.ts";
 
 /** Tensors smaller than this stay inline in the .onnx (norm weights, small tables). */
 const EXTERNAL_MIN_BYTES = 1024;

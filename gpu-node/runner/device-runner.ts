@@ -29,6 +29,7 @@ import { DEVICE_TOP_K, buildKvPoolGraph, deviceIo, type DeviceDtype } from "../m
 import { buildDeviceRankerGraph, rankerIo } from "./device-ranker-graph.ts";
 import { MIN_DEVICE_BLOCK_SIZE } from "./execution-provider.ts";
 import { checkBatchRow, isBlockId, LogitsNeed, type BatchRow, type RunnerOutput, type StepRunner, type StepStats } from "./step-runner.ts";
+import { checkSessionIo } from "./session-io.ts";
 
 export interface DeviceRunnerOptions {
   modelDir: string;
@@ -407,15 +408,5 @@ function checkDeviceGraph(session: ort.InferenceSession, c: Phi3Config, onnxPath
   const expectIn: string[] = [deviceIo.inputIds, deviceIo.cumulativeSeqLen, deviceIo.pastSeqLens, deviceIo.blockTable, deviceIo.sampleIndex, deviceIo.attentionMetadata];
   for (let l = 0; l < c.numLayers; l++) expectIn.push(deviceIo.keyCache(l), deviceIo.valueCache(l));
   const expectOut: string[] = [deviceIo.topValues, deviceIo.topIds, deviceIo.logSumExp, deviceIo.logits];
-  const missingIn = expectIn.filter((n) => !session.inputNames.includes(n));
-  const missingOut = expectOut.filter((n) => !session.outputNames.includes(n));
-  const extraIn = session.inputNames.filter((n) => !expectIn.includes(n));
-  if (missingIn.length || missingOut.length || extraIn.length) {
-    const parts = [
-      missingIn.length ? `missing inputs ${missingIn.slice(0, 4).join(", ")}` : "",
-      missingOut.length ? `missing outputs ${missingOut.slice(0, 4).join(", ")}` : "",
-      extraIn.length ? `unexpected inputs ${extraIn.slice(0, 4).join(", ")}` : "",
-    ].filter(Boolean);
-    throw new ModelFilesError(`${onnxPath} does not match model-config.json (device layout, numLayers ${c.numLayers}): ${parts.join("; ")}`);
-  }
+  checkSessionIo(session, expectIn, expectOut, `${onnxPath} does not match model-config.json (device layout, numLayers ${c.numLayers})`);
 }

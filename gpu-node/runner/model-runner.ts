@@ -20,6 +20,7 @@ import type { Phi3Config } from "../model/phi3-config.ts";
 import { readModelFiles, ModelFilesError } from "../model/model-files.ts";
 import { io, type ModelDtype } from "../model/graph/phi3-decoder-graph.ts";
 import { checkBatchRow, type BatchRow, type RunnerOutput, type StepRunner, type StepStats } from "./step-runner.ts";
+import { checkSessionIo } from "./session-io.ts";
 
 export interface RunnerOptions {
   modelDir: string;
@@ -259,17 +260,7 @@ function checkGraphMatchesConfig(session: ort.InferenceSession, c: Phi3Config, o
     expectIn.push(io.pastKey(l), io.pastValue(l));
     expectOut.push(io.newKey(l), io.newValue(l));
   }
-  const missingIn = expectIn.filter((n) => !session.inputNames.includes(n));
-  const missingOut = expectOut.filter((n) => !session.outputNames.includes(n));
-  const extraIn = session.inputNames.filter((n) => !expectIn.includes(n));
-  if (missingIn.length || missingOut.length || extraIn.length) {
-    const parts = [
-      missingIn.length ? `missing inputs ${missingIn.slice(0, 4).join(", ")}` : "",
-      missingOut.length ? `missing outputs ${missingOut.slice(0, 4).join(", ")}` : "",
-      extraIn.length ? `unexpected inputs ${extraIn.slice(0, 4).join(", ")}` : "",
-    ].filter(Boolean);
-    throw new ModelFilesError(`${onnxPath} does not match model-config.json (numLayers ${c.numLayers}): ${parts.join("; ")}`);
-  }
+  checkSessionIo(session, expectIn, expectOut, `${onnxPath} does not match model-config.json (numLayers ${c.numLayers})`);
   const meta = (list: readonly ort.InferenceSession.ValueMetadata[] | undefined, name: string) => list?.find((m) => m.name === name);
   const dimMismatch = (name: string, m: ort.InferenceSession.ValueMetadata | undefined, axis: number, want: number, field: string) => {
     if (!m || !m.isTensor) return;

@@ -4,9 +4,9 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import OpenAI from "openai";
-import { createParser } from "eventsource-parser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { metric, startStack, type Stack } from "../../stack/stack-process.ts";
+import { startStack, type Stack } from "../../stack/stack-process.ts";
+import { abortFreesNodeBlocks, resumeHasNoGapOrDuplicate } from "./stream-scenarios.ts";
 
 let stack: Stack;
 let client: OpenAI;
@@ -140,53 +140,7 @@ describe("OpenAI SDK against the whole stack", () => {
     for (const r of results) expect(r.chunks.at(-1)!.usage!.completion_tokens).toBe(16);
   });
 
-  it("frees the node's KV blocks when the client aborts a stream", async () => {
-    const metrics = stack.nodes[0].metrics;
-    const cancelled = () => metric(metrics, "phi4_requests_total", { outcome: "cancelled" });
-    const cancelledBefore = await cancelled();
-    const controller = new AbortController();
-    let seen = 0;
-    let usedWhileStreaming = 0;
-    // The SDK ends its iterator quietly when its own signal aborts the request.
-    const stream = await client.chat.completions.create({ model, messages: user("long"), max_tokens: 5000, stream: true }, { signal: controller.signal });
-    for await (const chunk of stream) {
-      if (chunk.choices[0]?.delta?.content !== undefined && ++seen === 5) {
-        usedWhileStreaming = await metric(metrics, "phi4_kv_blocks_used");
-        controller.abort();
-        break;
-      }
-    }
-    expect(seen).toBe(5);
-    // The request held cache blocks, and the node ended it as cancelled (not by running out its 5000 tokens).
-    // The generation goes on through the disconnect's grace period (RESUME_GRACE_MS, 1 s here) in case the
-    // client resumes; then the Worker raises the cancel. It must come before the 5000 tokens run out (see
-    // STALLED_WRITE_MS in beforeAll).
-    expect(usedWhileStreaming).toBeGreaterThan(0);
-    await expect.poll(cancelled, { timeout: 15_000, interval: 200 }).toBe(cancelledBefore + 1);
-    await expect.poll(() => metric(metrics, "phi4_kv_blocks_used"), { timeout: 15_000, interval: 200 }).toBe(0);
-  });
+  it("frees the node's KV blocks when the client aborts a stream", () => abortFreesNodeBlocks(client, stack, 15_000));
 
-  it("resumes a stream from Last-Event-ID without gap or duplicate", async () => {
-    const res = await fetch(`${stack.baseURL}/chat/completions`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json" },
-      body: JSON.stringify({ model, messages: user("resume me"), max_tokens: 20, temperature: 0, stream: true }),
-    });
-    const full: Array<{ id?: string; data: string }> = [];
-    const parser = createParser({ onEvent: (e) => full.push({ id: e.id, data: e.data }) });
-    const decoder = new TextDecoder();
-    for await (const piece of res.body as unknown as AsyncIterable<Uint8Array>) parser.feed(decoder.decode(piece, { stream: true }));
-    expect(full.at(-1)!.data).toBe("[DONE]");
-    const contentEvents = full.filter((e) => e.data !== "[DONE]");
-    const cut = Math.floor(contentEvents.length / 2);
-    const completionId = JSON.parse(contentEvents[0].data).id as string;
-    const resumed: Array<{ id?: string; data: string }> = [];
-    const again = await fetch(`${stack.baseURL}/chat/completions/${completionId}/events`, {
-      headers: { authorization: `Bearer ${stack.apiKey}`, "last-event-id": contentEvents[cut].id! },
-    });
-    expect(again.status).toBe(200);
-    const parser2 = createParser({ onEvent: (e) => resumed.push({ id: e.id, data: e.data }) });
-    for await (const piece of again.body as unknown as AsyncIterable<Uint8Array>) parser2.feed(decoder.decode(piece, { stream: true }));
-    expect(resumed.map((e) => e.data)).toEqual(full.slice(cut + 1).map((e) => e.data));
-  });
+  it("resumes a stream from Last-Event-ID without gap or duplicate", () => resumeHasNoGapOrDuplicate(stack));
 });

@@ -4,11 +4,11 @@
  * REDIS_URL. The Worker (in workerd) and the node each open an ioredis Cluster; the official openai SDK
  * drives a plain, a streamed and an n=2 completion, an abort, and a Last-Event-ID resume.
  */
-import { createParser } from "eventsource-parser";
 import { Cluster } from "ioredis";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { metric, startStack, type Stack } from "../../stack/stack-process.ts";
+import { startStack, type Stack } from "../../stack/stack-process.ts";
+import { abortFreesNodeBlocks, resumeHasNoGapOrDuplicate } from "./stream-scenarios.ts";
 import { startRedisCluster, type RedisClusterProcesses } from "../../stack/redis-server-process.ts";
 
 let cluster: RedisClusterProcesses;
@@ -31,16 +31,6 @@ afterAll(async () => {
   await stack?.stop();
   await cluster?.stop();
 }, 60_000);
-
-type SseEvent = { id?: string; data: string };
-
-async function readSse(res: Response): Promise<SseEvent[]> {
-  const events: SseEvent[] = [];
-  const parser = createParser({ onEvent: (e) => events.push({ id: e.id, data: e.data }) });
-  const decoder = new TextDecoder();
-  for await (const piece of res.body as unknown as AsyncIterable<Uint8Array>) parser.feed(decoder.decode(piece, { stream: true }));
-  return events;
-}
 
 describe("the whole stack on a three-master Redis Cluster", () => {
   it("answers a non-streamed completion", async () => {
@@ -71,46 +61,9 @@ describe("the whole stack on a three-master Redis Cluster", () => {
     expect(r.usage!.completion_tokens).toBe(12);
   });
 
-  it("frees the node's KV blocks when the client aborts a stream", async () => {
-    const metrics = stack.nodes[0].metrics;
-    const cancelled = () => metric(metrics, "phi4_requests_total", { outcome: "cancelled" });
-    const cancelledBefore = await cancelled();
-    const controller = new AbortController();
-    let seen = 0;
-    let usedWhileStreaming = 0;
-    const stream = await client.chat.completions.create({ model, messages: user("long"), max_tokens: 5000, stream: true }, { signal: controller.signal });
-    for await (const chunk of stream) {
-      if (chunk.choices[0]?.delta?.content !== undefined && ++seen === 5) {
-        usedWhileStreaming = await metric(metrics, "phi4_kv_blocks_used");
-        controller.abort();
-        break;
-      }
-    }
-    expect(seen).toBe(5);
-    expect(usedWhileStreaming).toBeGreaterThan(0);
-    // The Worker raises the cancel after the resume grace; the node ends the request and frees its blocks.
-    await expect.poll(cancelled, { timeout: 20_000, interval: 200 }).toBe(cancelledBefore + 1);
-    await expect.poll(() => metric(metrics, "phi4_kv_blocks_used"), { timeout: 20_000, interval: 200 }).toBe(0);
-  });
+  it("frees the node's KV blocks when the client aborts a stream", () => abortFreesNodeBlocks(client, stack, 20_000));
 
-  it("resumes a stream from Last-Event-ID without gap or duplicate", async () => {
-    const res = await fetch(`${stack.baseURL}/chat/completions`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json" },
-      body: JSON.stringify({ model, messages: user("resume me"), max_tokens: 20, temperature: 0, stream: true }),
-    });
-    expect(res.status).toBe(200);
-    const full = await readSse(res);
-    expect(full.at(-1)!.data).toBe("[DONE]");
-    const contentEvents = full.filter((e) => e.data !== "[DONE]");
-    const cut = Math.floor(contentEvents.length / 2);
-    const completionId = JSON.parse(contentEvents[0].data).id as string;
-    const again = await fetch(`${stack.baseURL}/chat/completions/${completionId}/events`, {
-      headers: { authorization: `Bearer ${stack.apiKey}`, "last-event-id": contentEvents[cut].id! },
-    });
-    expect(again.status).toBe(200);
-    expect((await readSse(again)).map((e) => e.data)).toEqual(full.slice(cut + 1).map((e) => e.data));
-  });
+  it("resumes a stream from Last-Event-ID without gap or duplicate", () => resumeHasNoGapOrDuplicate(stack));
 
   it("kept its state in the cluster, spread over more than one master", async () => {
     const redis = new Cluster(cluster.nodes);

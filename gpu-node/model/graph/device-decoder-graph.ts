@@ -38,9 +38,10 @@
  */
 import type { Phi3Config } from "../phi3-config.ts";
 import { loadWeight, type WeightSource } from "../weights.ts";
-import { DataType, MS_DOMAIN, OnnxGraph } from "./onnx-graph.ts";
-import { ropeTables, type InitializerSink } from "./phi3-decoder-graph.ts";
-import { INT4_BLOCK_SIZE, float32Bytes, quantizeInt4, toFloat16Bytes, transpose2d } from "./weight-encoding.ts";
+import { DataType, MS_DOMAIN, OnnxGraph, type InitializerSink } from "./onnx-graph.ts";
+import { ropeTables } from "./phi3-decoder-graph.ts";
+import { int4Projection } from "./int4-projection.ts";
+import { INT4_BLOCK_SIZE, float32Bytes, toFloat16Bytes, transpose2d } from "./weight-encoding.ts";
 
 export type DeviceDtype = "fp16" | "int4";
 export const DEVICE_DTYPES: readonly DeviceDtype[] = ["fp16", "int4"];
@@ -102,13 +103,7 @@ export async function buildDeviceDecoderGraph(
   /** y = x · W^T for HF weight `name` of shape [out, inp], fp16 in and out. */
   async function linear(x: string, name: string, out: number, inp: number): Promise<string> {
     const w = await load(name, [out, inp]);
-    if (dtype === "int4") {
-      const q = quantizeInt4(w, out, inp);
-      await sink.add(`${name}.q4`, DataType.UINT8, [out, q.blocksPerRow, INT4_BLOCK_SIZE / 2], q.packed);
-      // The WebGPU kernel takes scales in the activation type.
-      await sink.add(`${name}.scales`, F16, [out * q.blocksPerRow], toFloat16Bytes(q.scales));
-      return g.op("MatMulNBits", [x, `${name}.q4`, `${name}.scales`], { K: inp, N: out, bits: 4, block_size: INT4_BLOCK_SIZE }, MS_DOMAIN);
-    }
+    if (dtype === "int4") return int4Projection(g, sink, x, name, w, out, inp, "fp16");
     await sink.add(`${name}.fp16`, F16, [inp, out], toFloat16Bytes(transpose2d(w, out, inp)));
     return g.op("MatMul", [x, `${name}.fp16`]);
   }

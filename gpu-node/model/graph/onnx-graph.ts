@@ -154,3 +154,8 @@ function attribute1(name: string, v: AttrValue) {
   if (!Number.isInteger(v)) throw new Error(`attribute ${name}: ${v} is not an integer; pass {float: x} for floats`);
   return onnx.AttributeProto.create({ name, type: A.INT, i: v });
 }
+
+/** Where weight bytes go (inline in the .onnx or into the external-data file): the writer decides. */
+export interface InitializerSink {
+  add(name: string, type: DataTypeCode, dims: number[], bytes: Uint8Array): Promise<void>;
+}

@@ -41,19 +41,15 @@
  */
 import type { Phi3Config } from "../phi3-config.ts";
 import { loadWeight, type WeightSource } from "../weights.ts";
-import { DataType, MS_DOMAIN, OnnxGraph, type DataTypeCode } from "./onnx-graph.ts";
-import { INT4_BLOCK_SIZE, INT8_BLOCK_SIZE, float32Bytes, quantizeInt4, quantizeInt8, toFloat16Bytes, transpose2d } from "./weight-encoding.ts";
+import { DataType, MS_DOMAIN, OnnxGraph, type InitializerSink } from "./onnx-graph.ts";
+import { int4Projection } from "./int4-projection.ts";
+import { INT4_BLOCK_SIZE, INT8_BLOCK_SIZE, float32Bytes, quantizeInt8, toFloat16Bytes, transpose2d } from "./weight-encoding.ts";
 
 export const LAYOUT_VERSION = 1;
 export type ModelDtype = "fp32" | "fp16" | "int8" | "int4";
 export const MODEL_DTYPES: readonly ModelDtype[] = ["fp32", "fp16", "int8", "int4"];
 /** MatMulNBits accuracy_level for int8 weights: int8 activations and integer dot products (see above). */
 export const INT8_ACCURACY_LEVEL = 4;
-
-/** Where weight bytes go (inline in the .onnx or into the external-data file): the writer decides. */
-export interface InitializerSink {
-  add(name: string, type: DataTypeCode, dims: number[], bytes: Uint8Array): Promise<void>;
-}
 
 /** Graph input/output names, one source for builder and runner. */
 export const io = {
@@ -117,12 +113,7 @@ export function phi3Blocks(g: OnnxGraph, c: Phi3Config, dtype: ModelDtype, weigh
   /** y = x · W^T for HF weight `name` of shape [out, inp]. */
   async function linear(x: string, name: string, out: number, inp: number): Promise<string> {
     const w = await load(name, [out, inp]);
-    if (dtype === "int4") {
-      const q = quantizeInt4(w, out, inp);
-      await sink.add(`${name}.q4`, DataType.UINT8, [out, q.blocksPerRow, INT4_BLOCK_SIZE / 2], q.packed);
-      await sink.add(`${name}.scales`, F, [out * q.blocksPerRow], float32Bytes(q.scales));
-      return g.op("MatMulNBits", [x, `${name}.q4`, `${name}.scales`], { K: inp, N: out, bits: 4, block_size: INT4_BLOCK_SIZE }, MS_DOMAIN);
-    }
+    if (dtype === "int4") return int4Projection(g, sink, x, name, w, out, inp, "fp32");
     if (dtype === "int8") {
       const q = quantizeInt8(w, out, inp);
       await sink.add(`${name}.q8`, DataType.UINT8, [out, q.blocksPerRow, INT8_BLOCK_SIZE], q.codes);
