@@ -50,7 +50,9 @@ export function applyBiasAndPenalties(row: Float32Array, offset: number, vocabSi
  * once, bias then repetition then frequency/presence, as above); null when the settings change nothing.
  * `slotOf` is vocabulary-sized scratch holding -1 everywhere; it is left that way.
  */
-export function sparseAdjustments(p: SamplingParams, counts: TokenCounts, vocabSize: number, slotOf: Int32Array): LogitAdjustments | null {
+export function sparseAdjustments(
+  p: SamplingParams, counts: TokenCounts, vocabSize: number, slotOf: Int32Array, reuse: LogitAdjustments | null = null,
+): LogitAdjustments | null {
   const bias = compileBias(p.logitBias, vocabSize);
   const rep = p.repetitionPenalty;
   const freq = p.frequencyPenalty;
@@ -59,10 +61,15 @@ export function sparseAdjustments(p: SamplingParams, counts: TokenCounts, vocabS
   const nGen = freq !== 0 || pres !== 0 ? counts.distinctGenerated : 0;
   const capacity = bias.ids.length + nRep + nGen;
   if (capacity === 0) return null;
-  const a: LogitAdjustments = {
-    count: 0, ids: new Int32Array(capacity), bias: new Float32Array(capacity),
-    penalty: new Float32Array(capacity), addend: new Float32Array(capacity),
+  // A sequence's entries grow by at most one token a step: reuse last step's arrays while they are large
+  // enough (grown with headroom), so a decode step allocates nothing here.
+  const a: LogitAdjustments = reuse !== null && reuse.ids.length >= capacity ? reuse : {
+    count: 0, ids: new Int32Array(capacity * 2), bias: new Float32Array(capacity * 2),
+    penalty: new Float32Array(capacity * 2), addend: new Float32Array(capacity * 2),
   };
+  a.count = 0;
+  a.bias.fill(0, 0, capacity);
+  a.addend.fill(0, 0, capacity);
   const slot = (id: number): number => {
     let at = slotOf[id];
     if (at < 0) {

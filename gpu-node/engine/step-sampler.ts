@@ -12,7 +12,7 @@
  * step that can use it, on the configured threads; if onnxruntime cannot build or run it, rows are
  * scanned in JS instead (the same tokens, only slower).
  */
-import { LogitsNeed, type BatchRow, type PreselectedCandidates, type RunnerOutput } from "../runner/step-runner.ts";
+import { LogitsNeed, type BatchRow, type LogitAdjustments, type PreselectedCandidates, type RunnerOutput } from "../runner/step-runner.ts";
 import { CandidateDraw, drawsFromCandidatesOrTail, FULL_ROW, TAIL } from "./candidate-draw.ts";
 import { maskDisallowed, type LogitsConstraint } from "./logits-constraint.ts";
 import { applyBiasAndPenalties, sparseAdjustments } from "./logit-adjustments.ts";
@@ -53,6 +53,8 @@ export class StepSampler {
   /** Per step: draw rows waiting for their whole row (TAIL or FULL_ROW from candidateDraw), and which. */
   private readonly pending: number[] = [];
   private readonly pendingKind: number[] = [];
+  /** Each sequence's adjustment arrays, reused from step to step (dropped with the sequence). */
+  private readonly adjustScratch = new WeakMap<Sequence, LogitAdjustments>();
   /** Vocabulary-sized scratch for sparseAdjustments (-1 everywhere between calls). */
   private readonly adjustSlots: Int32Array;
 
@@ -89,7 +91,9 @@ export class StepSampler {
     into.temperature = 1;
     if (needs !== LogitsNeed.Candidates || !ranksCandidates) return;
     const s = this.samplingOf(row.seq)!;
-    into.adjust = sparseAdjustments(s.params, s.counts, this.vocabSize, this.adjustSlots);
+    const adjust = sparseAdjustments(s.params, s.counts, this.vocabSize, this.adjustSlots, this.adjustScratch.get(row.seq) ?? null);
+    if (adjust !== null) this.adjustScratch.set(row.seq, adjust);
+    into.adjust = adjust;
     into.temperature = s.params.temperature;
   }
 
