@@ -30,7 +30,7 @@ describe("sparseAdjustments", () => {
     let reuse: LogitAdjustments | null = null;
     let reused = 0;
     for (let step = 0; step < 40; step++) {
-      const a = sparseAdjustments(params, counts, V, slots, reuse)!;
+      const a: LogitAdjustments = sparseAdjustments(params, counts, V, slots, reuse)!;
       if (a === reuse) reused++;
       reuse = a;
       const expected = base.slice();
